@@ -1,0 +1,1 @@
+"""anemonectl: the operator's client for anemoned."""

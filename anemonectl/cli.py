@@ -1,0 +1,325 @@
+"""anemonectl: every operator action is one command sending one or a few RPCs.
+
+Exit codes (CONTRACT): 0 success; 1 the operation ran and failed; 2 usage
+error or invalid input; 3 daemon unreachable or refused this user; 4 no such
+destination or job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from anemoned import protocol
+from anemoned.protocol import ErrorCode, RpcError
+
+from . import render
+from .client import Client, DaemonUnreachable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+#: Seconds one job.wait long-poll may take; progress is redrawn after each.
+WAIT_POLL_S = 1.0
+
+
+def exit_code_for(code: int) -> int:
+    """The process exit code for a JSON-RPC error code."""
+    if code == ErrorCode.NOT_FOUND:
+        return EXIT_NOT_FOUND
+    if code in (ErrorCode.PERMISSION_DENIED, ErrorCode.UNAVAILABLE):
+        return EXIT_UNREACHABLE
+    if code in (ErrorCode.OPERATION_FAILED, ErrorCode.INTERNAL_ERROR):
+        return EXIT_FAILED
+    return EXIT_USAGE  # parse/invalid request/params, conflict, too large, unknown method
+
+
+class Ctl:
+    """What a command needs: the client and how to print."""
+
+    def __init__(self, client: Client, as_json: bool) -> None:
+        self.client = client
+        self.as_json = as_json
+
+    def call(self, method: str, params: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
+        return self.client.call(method, params, timeout_s)
+
+    def emit(self, obj: Any, human: Callable[[Any], str]) -> None:
+        if self.as_json:
+            print(json.dumps(obj, indent=2, ensure_ascii=False))
+        else:
+            text = human(obj)
+            if text:
+                print(text)
+
+
+# -- commands -----------------------------------------------------------------
+
+def cmd_status(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("status"), render.status)
+    return EXIT_OK
+
+
+def cmd_key_generate(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("key.generate", {"force": args.force}), render.key)
+    return EXIT_OK
+
+
+def cmd_key_show(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("key.show"), render.key)
+    return EXIT_OK
+
+
+def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The destination fields given on the command line (None = not given)."""
+    fields: dict[str, Any] = {
+        "host": args.host, "port": args.port, "user": args.user,
+        "key_file": args.key_file, "remote_path": args.remote_path,
+        "host_key_fingerprint": args.host_key_fingerprint,
+    }
+    if args.trust_host_key:
+        fields["trust_host_key"] = True
+    if args.disabled:
+        fields["enabled"] = False
+    if getattr(args, "enabled", False):
+        fields["enabled"] = True
+    if args.password_stdin:
+        # Read, never echo: the password travels only inside the socket.
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise RpcError(ErrorCode.INVALID_PARAMS, "password: nothing was read from standard input", {"field": "password"})
+        fields["password"] = password
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def cmd_dest_add(ctl: Ctl, args: argparse.Namespace) -> int:
+    dest = ctl.call("dest.add", {"name": args.name, **_dest_fields(args)}, timeout_s=60)
+    ctl.emit(dest, lambda d: f"Destination {d['name']!r} added (host key {d['host_key_fingerprint']}).")
+    return EXIT_OK
+
+
+def cmd_dest_edit(ctl: Ctl, args: argparse.Namespace) -> int:
+    dest = ctl.call("dest.edit", {"name": args.name, **_dest_fields(args)}, timeout_s=60)
+    ctl.emit(dest, render.destination)
+    return EXIT_OK
+
+
+def cmd_dest_list(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("dest.list"), render.destination_table)
+    return EXIT_OK
+
+
+def cmd_dest_show(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("dest.show", {"name": args.name}), render.destination)
+    return EXIT_OK
+
+
+def _simple_dest(method: str, done: str) -> Callable[[Ctl, argparse.Namespace], int]:
+    def run(ctl: Ctl, args: argparse.Namespace) -> int:
+        result = ctl.call(method, {"name": args.name})
+        ctl.emit(result, lambda _r: done.format(name=args.name))
+        return EXIT_OK
+    return run
+
+
+def cmd_dest_trust(ctl: Ctl, args: argparse.Namespace) -> int:
+    params = {"name": args.name}
+    if args.host_key_fingerprint:
+        params["host_key_fingerprint"] = args.host_key_fingerprint
+    dest = ctl.call("dest.trust", params, timeout_s=60)
+    ctl.emit(dest, lambda d: f"Host key of {d['name']!r} pinned: {d['host_key_fingerprint']}")
+    return EXIT_OK
+
+
+def cmd_dest_test(ctl: Ctl, args: argparse.Namespace) -> int:
+    result = ctl.call("dest.test", {"name": args.name, "create_path": args.create_path}, timeout_s=60)
+    ctl.emit(result, render.test_result)
+    return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def schedule_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule object the daemon validates, from the exclusive options."""
+    if args.off:
+        return {"kind": "off"}
+    if args.interval:
+        return {"kind": "interval", "every": args.interval}
+    if args.daily:
+        return {"kind": "daily", "time": args.daily}
+    if args.weekly:
+        return {"kind": "weekly", "day": args.weekly[0], "time": args.weekly[1]}
+    if args.monthly:
+        return {"kind": "monthly", "day": args.monthly[0], "time": args.monthly[1]}
+    return {"kind": "cron", "expr": args.cron}
+
+
+def cmd_dest_schedule(ctl: Ctl, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"name": args.name, "schedule": schedule_from_args(args)}
+    if args.catch_up is not None:
+        params["catch_up"] = args.catch_up
+    dest = ctl.call("dest.schedule", params)
+    ctl.emit(dest, render.destination)
+    return EXIT_OK
+
+
+def _job_outcome(job: dict[str, Any]) -> int:
+    return EXIT_OK if job["state"] == "succeeded" else EXIT_FAILED
+
+
+def wait_for_job(ctl: Ctl, job_id: int) -> dict[str, Any]:
+    """Long-poll job.wait until the job ends, drawing progress on stderr."""
+    progress = render.ProgressPrinter(sys.stderr, enabled=True)
+    while True:
+        job = ctl.call("job.wait", {"id": job_id, "timeout_s": WAIT_POLL_S}, timeout_s=WAIT_POLL_S + 30)
+        if job["state"] in ("queued", "running"):
+            progress.show(job)
+            continue
+        progress.finish()
+        return job
+
+
+def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
+    job = ctl.call("sync", {"destination": args.name, "dry_run": args.dry_run})
+    if not args.wait:
+        ctl.emit(job, lambda j: str(j["id"]))
+        return EXIT_OK
+    if not ctl.as_json:
+        print(f"job {job['id']}", file=sys.stderr)
+    job = wait_for_job(ctl, job["id"])
+    ctl.emit(job, render.job)
+    return _job_outcome(job)
+
+
+def cmd_job_list(ctl: Ctl, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.dest:
+        params["destination"] = args.dest
+    ctl.emit(ctl.call("job.list", params), render.job_table)
+    return EXIT_OK
+
+
+def cmd_job_show(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("job.show", {"id": args.id}), render.job)
+    return EXIT_OK
+
+
+def cmd_job_wait(ctl: Ctl, args: argparse.Namespace) -> int:
+    job = wait_for_job(ctl, args.id)
+    ctl.emit(job, render.job)
+    return _job_outcome(job)
+
+
+def cmd_job_cancel(ctl: Ctl, args: argparse.Namespace) -> int:
+    job = ctl.call("job.cancel", {"id": args.id}, timeout_s=30)
+    ctl.emit(job, lambda j: f"job {j['id']} {j['state']}")
+    return EXIT_OK
+
+
+# -- argument parsing -----------------------------------------------------------
+
+def _add_dest_options(p: argparse.ArgumentParser, adding: bool) -> None:
+    p.add_argument("name", help="destination name")
+    p.add_argument("--host", required=adding, help="SFTP server: DNS name or IP address")
+    p.add_argument("--port", type=int, default=22 if adding else None, help="SSH port (default 22)")
+    p.add_argument("--user", required=adding, help="user name on the SFTP server")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--key-file", help="private key, relative to data_dir (default certs/rclone_key)")
+    auth.add_argument("--password-stdin", action="store_true", help="read the SSH password from standard input")
+    p.add_argument("--remote-path", required=adding, help="absolute directory on the server")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--disabled", action="store_true", help="keep the destination disabled")
+    if not adding:
+        state.add_argument("--enabled", action="store_true", help="enable the destination")
+    trust = p.add_mutually_exclusive_group()
+    trust.add_argument("--host-key-fingerprint", metavar="SHA256:...", help="the server's expected host key fingerprint")
+    trust.add_argument("--trust-host-key", action="store_true", help="pin whatever host key the server shows now")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", default=argparse.SUPPRESS, help="daemon socket (else $ANEMONE_SOCKET, else the default)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="one JSON document on stdout")
+
+    parser = argparse.ArgumentParser(prog="anemonectl", description="Control the Anemone backup daemon.", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, fn: Callable[[Ctl, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    command(sub, "status", cmd_status, "daemon summary")
+
+    key = sub.add_parser("key", help="the daemon's SSH key").add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    command(key, "generate", cmd_key_generate, "create the Ed25519 key pair").add_argument("--force", action="store_true", help="replace an existing key (the old pair is kept as rclone_key.old)")
+    command(key, "show", cmd_key_show, "print the public key and its fingerprint")
+
+    dest = sub.add_parser("dest", help="SFTP destinations").add_subparsers(dest="dest_command", required=True, metavar="ACTION")
+    _add_dest_options(command(dest, "add", cmd_dest_add, "add a destination"), adding=True)
+    command(dest, "list", cmd_dest_list, "list destinations")
+    command(dest, "show", cmd_dest_show, "show one destination").add_argument("name")
+    _add_dest_options(command(dest, "edit", cmd_dest_edit, "change a destination"), adding=False)
+    command(dest, "remove", _simple_dest("dest.remove", "Destination {name!r} removed."), "remove a destination").add_argument("name")
+    command(dest, "enable", _simple_dest("dest.enable", "Destination {name!r} enabled."), "enable a destination").add_argument("name")
+    command(dest, "disable", _simple_dest("dest.disable", "Destination {name!r} disabled."), "disable a destination").add_argument("name")
+    trust = command(dest, "trust", cmd_dest_trust, "re-pin the server's host key")
+    trust.add_argument("name")
+    trust.add_argument("--host-key-fingerprint", metavar="SHA256:...")
+    test = command(dest, "test", cmd_dest_test, "test the connection")
+    test.add_argument("name")
+    test.add_argument("--create-path", action="store_true", help="create the remote path when it is missing")
+    sched = command(dest, "schedule", cmd_dest_schedule, "set when the destination syncs")
+    sched.add_argument("name")
+    when = sched.add_mutually_exclusive_group(required=True)
+    when.add_argument("--interval", metavar="DURATION", help="every DURATION, e.g. 30m, 2h, 1d")
+    when.add_argument("--daily", metavar="HH:MM")
+    when.add_argument("--weekly", nargs=2, metavar=("DAY", "HH:MM"))
+    when.add_argument("--monthly", nargs=2, metavar=("DAY_OF_MONTH", "HH:MM"))
+    when.add_argument("--cron", metavar="EXPR")
+    when.add_argument("--off", action="store_true")
+    catch = sched.add_mutually_exclusive_group()
+    catch.add_argument("--catch-up", dest="catch_up", action="store_const", const=True, default=None,
+                       help="after downtime, run once soon after start-up (default)")
+    catch.add_argument("--skip-missed", dest="catch_up", action="store_const", const=False,
+                       help="after downtime, wait for the next scheduled moment")
+
+    sync = command(sub, "sync", cmd_sync, "start a sync now")
+    sync.add_argument("name")
+    sync.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    sync.add_argument("--wait", action="store_true", help="show progress and exit with the job's outcome")
+
+    job = sub.add_parser("job", help="jobs").add_subparsers(dest="job_command", required=True, metavar="ACTION")
+    jl = command(job, "list", cmd_job_list, "recent jobs")
+    jl.add_argument("--dest", metavar="NAME")
+    jl.add_argument("--limit", type=int, default=20)
+    command(job, "show", cmd_job_show, "one job").add_argument("id", type=int)
+    command(job, "wait", cmd_job_wait, "wait for a job, showing progress").add_argument("id", type=int)
+    command(job, "cancel", cmd_job_cancel, "cancel a job").add_argument("id", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    socket_path = getattr(args, "socket", None) or os.environ.get("ANEMONE_SOCKET") or protocol.DEFAULT_SOCKET
+    as_json = getattr(args, "json", False)
+    client = Client(socket_path)
+    try:
+        return args.fn(Ctl(client, as_json), args)
+    except DaemonUnreachable as err:
+        return _fail(as_json, EXIT_UNREACHABLE, str(err))
+    except RpcError as err:
+        return _fail(as_json, exit_code_for(err.code), err.message, err.to_json())
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+def _fail(as_json: bool, code: int, message: str, error: dict[str, Any] | None = None) -> int:
+    print(f"anemonectl: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": error or {"message": message}}))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

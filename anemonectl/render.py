@@ -1,0 +1,192 @@
+"""Human-readable output: tables, single objects, live progress."""
+from __future__ import annotations
+
+import time
+from typing import Any, TextIO
+
+
+def size(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def status(s: dict[str, Any]) -> str:
+    lines = [
+        f"anemoned {s['version']} (rclone {s['rclone_version']}), up {duration(s['uptime_s'])}",
+        f"destinations: {s['destinations']}",
+        f"jobs: {s['jobs_running']} running, {s['jobs_queued']} queued",
+        f"next run: {_next(s.get('next_run'))}",
+    ]
+    for warning in s.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def _next(next_run: Any) -> str:
+    if not next_run:
+        return "none scheduled"
+    if isinstance(next_run, dict):
+        return f"{next_run['at']} ({next_run['destination']})"
+    return str(next_run)
+
+
+def key(k: dict[str, Any]) -> str:
+    return f"{k['public_key']}\nfingerprint: {k['fingerprint']}\n" \
+           f"Add the line above to ~/.ssh/authorized_keys of the backup user on each SFTP server."
+
+
+def schedule(s: dict[str, Any] | None) -> str:
+    if not s or s.get("kind") == "off":
+        return "off"
+    kind = s["kind"]
+    if kind == "interval":
+        return f"every {s['every']}"
+    if kind == "daily":
+        return f"daily {s['time']}"
+    if kind in ("weekly", "monthly"):
+        return f"{kind} {s['day']} {s['time']}"
+    return f"cron {s['expr']}"
+
+
+def last_sync(ls: dict[str, Any] | None) -> str:
+    if not ls:
+        return "never"
+    text = f"{ls['status']} at {ls['at']} (job {ls['job']}): {ls['files_transferred']} files, {size(ls['bytes_transferred'])}"
+    if ls.get("error"):
+        text += f"; {ls['error']}"
+    return text
+
+
+def destination(d: dict[str, Any]) -> str:
+    auth = f"key {d['key_file']}" if d["auth"] == "key" else "password"
+    lines = [
+        f"{d['name']}  ({'enabled' if d['enabled'] else 'disabled'})",
+        f"  server:      {d['user']}@{d['host']}:{d['port']} ({auth})",
+        f"  remote path: {d['remote_path']}",
+        f"  host key:    {d['host_key_fingerprint'] or 'not pinned'}",
+        f"  schedule:    {schedule(d.get('schedule'))}",
+        f"  next run:    {d.get('next_run') or '-'}",
+        f"  last sync:   {last_sync(d.get('last_sync'))}",
+    ]
+    test = d.get("last_test")
+    if test:
+        outcome = "successful" if test["ok"] else f"failed: {test['class']}"
+        lines.append(f"  last test:   {outcome} at {test['at']}")
+    return "\n".join(lines)
+
+
+def destination_table(ds: list[dict[str, Any]]) -> str:
+    if not ds:
+        return "No destinations. Add one with: anemonectl dest add NAME --host HOST --user USER --remote-path PATH"
+    rows = [[d["name"], "yes" if d["enabled"] else "no", f"{d['user']}@{d['host']}:{d['port']}", d["remote_path"],
+             schedule(d.get("schedule")), d.get("next_run"), (d.get("last_sync") or {}).get("status", "never")] for d in ds]
+    return table(["NAME", "ENABLED", "SERVER", "REMOTE PATH", "SCHEDULE", "NEXT RUN", "LAST SYNC"], rows)
+
+
+def test_result(r: dict[str, Any]) -> str:
+    if r["ok"]:
+        return "Connection successful"
+    lines = [f"{r['class']}: {r['message']}"]
+    lines += [f"  - {h}" for h in r.get("hints", [])]
+    return "\n".join(lines)
+
+
+def job(j: dict[str, Any]) -> str:
+    lines = [f"job {j['id']}: {j['kind']} of {j['destination']}{' (dry run)' if j.get('dry_run') else ''}: {j['state']}"]
+    lines.append(f"  queued {j['queued_at']}, started {j['started_at'] or '-'}, finished {j['finished_at'] or '-'}")
+    if j.get("error"):
+        lines.append(f"  error: {j['error']}")
+    st = j.get("stats")
+    if st:
+        lines.append(f"  {st['files_transferred']} files ({size(st['bytes_transferred'])}) transferred, "
+                     f"{st['files_deleted']} deleted, {st['checks']} checked, {st['errors']} errors, "
+                     f"{duration(st['duration_s'])}")
+        users = st.get("users") or {}
+        if users:
+            rows = [[u, v["status"], v["files_transferred"], size(v["bytes_transferred"]), v["files_deleted"], v.get("warning") or ""]
+                    for u, v in sorted(users.items())]
+            lines.append(_indent(table(["USER", "STATUS", "FILES", "BYTES", "DELETED", "WARNING"], rows)))
+    return "\n".join(lines)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def job_table(js: list[dict[str, Any]]) -> str:
+    if not js:
+        return "No jobs."
+    rows = [[j["id"], j["destination"], j["kind"] + (" (dry)" if j.get("dry_run") else ""), j["state"], j["queued_at"],
+             duration((j.get("stats") or {}).get("duration_s")), (j.get("error") or "")[:60]] for j in js]
+    return table(["ID", "DESTINATION", "KIND", "STATE", "QUEUED", "TOOK", "ERROR"], rows)
+
+
+def progress_line(j: dict[str, Any]) -> str:
+    p = j.get("progress")
+    if j["state"] == "queued" or not p:
+        return f"job {j['id']}: {j['state']}"
+    total = p.get("total_bytes") or 0
+    pct = f"{100 * p['bytes'] / total:3.0f}% " if total else ""
+    eta = f", ETA {duration(p['eta_s'])}" if p.get("eta_s") is not None else ""
+    user = f", user {p['current_user']}" if p.get("current_user") else ""
+    return (f"{pct}{size(p['bytes'])}"
+            f"{' / ' + size(total) if total else ''}, {p['files']} files"
+            f"{' / ' + str(p['total_files']) if p.get('total_files') else ''}, {size(p['speed'])}/s{eta}{user}")
+
+
+class ProgressPrinter:
+    """Redraws one line in place on a terminal; elsewhere prints a plain
+    line every PLAIN_EVERY_S so logs stay readable."""
+
+    PLAIN_EVERY_S = 10.0
+
+    def __init__(self, out: TextIO, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+        self.tty = out.isatty()
+        self.last_plain = 0.0
+        self.width = 0
+
+    def show(self, j: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        line = progress_line(j)
+        if self.tty:
+            pad = max(self.width - len(line), 0)
+            self.out.write("\r" + line + " " * pad)
+            self.width = len(line)
+            self.out.flush()
+        elif time.monotonic() - self.last_plain >= self.PLAIN_EVERY_S:
+            self.last_plain = time.monotonic()
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.tty and self.width:
+            self.out.write("\r" + " " * self.width + "\r")
+            self.out.flush()

@@ -1,0 +1,165 @@
+"""Composition root: load config, open state, serve the socket, run jobs and
+the scheduler, talk to systemd, and shut down cleanly on SIGTERM.
+
+Exit status: 0 after a clean stop, 1 when start-up was impossible (bad
+config, rclone missing or too old, another daemon on the socket).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import handlers
+from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
+from .logs import event, set_level, setup_logging
+from .protocol import Request
+from .rclone_version import RcloneUnusable, check_rclone
+from .server import AlreadyRunning, Peer, RpcServer
+from .store import Store, StoreError
+from .systemd_notify import Notifier
+
+
+class Daemon:
+    """Everything the RPC handlers act on."""
+
+    def __init__(self, config_path: str, config: Config, rclone_binary: str, rclone_version: str) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.rclone_binary = rclone_binary
+        self.rclone_version = rclone_version
+        self.started = time.monotonic()
+        self.notifier = Notifier()
+        self.stopping = asyncio.Event()
+        prepare_data_dir(config)
+        self.store = Store(config.state_db)
+        self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
+
+    async def dispatch(self, request: Request, peer: Peer) -> Any:
+        return await handlers.dispatch(self, request)
+
+    def status(self) -> dict[str, Any]:
+        """The `status` RPC result (CONTRACT: status --json)."""
+        return {
+            "version": __version__,
+            "rclone_version": self.rclone_version,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "jobs_running": 0,
+            "jobs_queued": 0,
+            "destinations": len(self.store.destination_rows()),
+            "next_run": None,
+        }
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=."""
+        n = len(self.store.destination_rows())
+        return f"{n} destination{'s' if n != 1 else ''}; idle"
+
+    def refresh_status(self) -> None:
+        self.notifier.status(self.status_line())
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.server.start()
+        event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
+              socket=str(self.config.socket), data_dir=str(self.config.data_dir))
+        # READY only now: the socket accepts connections.
+        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            await self.stopping.wait()
+        finally:
+            self.notifier.send("STOPPING=1", "STATUS=stopping")
+            event(logging.INFO, "anemoned stopping")
+            watchdog.cancel()
+            await self.server.close()
+            self.store.close()
+            event(logging.INFO, "anemoned stopped")
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval_s()
+        if interval is None:
+            return
+        while True:
+            # The ping comes from the event loop itself: if the loop is
+            # stuck, systemd notices and restarts us.
+            self.notifier.send("WATCHDOG=1")
+            self.refresh_status()
+            await asyncio.sleep(interval)
+
+    def reload(self) -> None:
+        """SIGHUP: read the config again; a bad file changes nothing."""
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as err:
+            event(logging.ERROR, "config reload refused; keeping the running config", path=self.config_path,
+                  problems="; ".join(err.problems))
+            return
+        kept = [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.config, k)]
+        if kept:
+            event(logging.WARNING, "config keys need a restart to change; keeping running values", keys=",".join(kept))
+            new = replace(new, **{k: getattr(self.config, k) for k in kept})
+        if new.rclone_binary() != self.rclone_binary:
+            try:
+                self.rclone_version = check_rclone(new.rclone_binary())
+                self.rclone_binary = new.rclone_binary()  # type: ignore[assignment]
+            except RcloneUnusable as err:
+                event(logging.ERROR, "config reload refused; keeping the running config", problems=str(err))
+                return
+        self.config = new
+        set_level(new.log_level)
+        event(logging.INFO, "config reloaded", path=self.config_path)
+        self.refresh_status()
+
+
+def prepare_data_dir(config: Config) -> None:
+    """data_dir and certs/ exist with tight modes (certs/ holds the key)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    config.certs_dir.mkdir(exist_ok=True, mode=0o700)
+    config.certs_dir.chmod(0o700)
+    config.job_logs_dir.mkdir(exist_ok=True, mode=0o750)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="anemoned", description="Anemone backup daemon")
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help=f"YAML config file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--version", action="version", version=f"anemoned {__version__}")
+    args = parser.parse_args(argv)
+    setup_logging("info")
+    try:
+        config = load_config(args.config)
+        setup_logging(config.log_level)
+        binary = config.rclone_binary()
+        version = check_rclone(binary)
+        assert binary is not None
+        daemon = Daemon(args.config, config, binary, version)
+    except ConfigError as err:
+        for problem in err.problems:
+            event(logging.ERROR, "invalid configuration", path=err.source, problem=problem)
+        return 1
+    except (RcloneUnusable, StoreError) as err:
+        event(logging.ERROR, "cannot start", reason=str(err))
+        return 1
+    try:
+        asyncio.run(daemon.run())
+    except AlreadyRunning as err:
+        event(logging.ERROR, "cannot start", reason=str(err))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

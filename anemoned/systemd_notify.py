@@ -1,0 +1,39 @@
+"""sd_notify for Type=notify: READY, STATUS, WATCHDOG, STOPPING.
+
+A thin wrapper over sdnotify that does nothing when NOTIFY_SOCKET is unset,
+so the daemon runs the same in the foreground and under systemd.
+"""
+from __future__ import annotations
+
+import os
+
+import sdnotify
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
+        self._last_status: str | None = None
+
+    def send(self, *assignments: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify("\n".join(assignments))
+
+    def status(self, line: str) -> None:
+        """STATUS=, sent only when it changed (systemctl status shows it)."""
+        if line != self._last_status:
+            self._last_status = line
+            self.send(f"STATUS={line}")
+
+    def watchdog_interval_s(self) -> float | None:
+        """Half the watchdog timeout when systemd asked us (and only us) to
+        ping it; None when there is no watchdog."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        pid = os.environ.get("WATCHDOG_PID")
+        if not self.enabled or not usec or (pid and pid != str(os.getpid())):
+            return None
+        try:
+            return max(int(usec) / 2_000_000, 0.5)
+        except ValueError:
+            return None
