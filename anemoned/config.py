@@ -147,9 +147,12 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
     values: dict[str, Any] = {}
     for key, (default, validate) in SCHEMA.items():
         value = raw.get(key, default)
-        if key == "users_dir" and value is None:
-            value = f"{values.get('data_dir') or SCHEMA['data_dir'][0]}/shares"
+        derived = key == "users_dir" and value is None
+        if derived:
+            value = f"{values['data_dir']}/shares"
         problem = validate(value)
+        if derived and problem:
+            problem = None  # already reported under data_dir
         if problem:
             problems.append(f"{key}: {problem}")
         values[key] = value

@@ -1,0 +1,136 @@
+"""Start the real anemoned process on a throwaway data dir and drive it with
+the real anemonectl. Used by the integration tests, the demo and the bench.
+
+Readiness is what systemd would see: the helper binds a datagram socket,
+passes it as NOTIFY_SOCKET and waits for READY=1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BIN = Path(sys.executable).parent
+ANEMONED = str(BIN / "anemoned")
+ANEMONECTL = str(BIN / "anemonectl")
+
+
+class DaemonProcess:
+    def __init__(self, workdir: Path, **config: Any) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.dir / "data"
+        self.users_dir = self.dir / "users"
+        self.users_dir.mkdir(exist_ok=True)
+        self.socket = Path(config.pop("socket", self.dir / "anemoned.sock"))
+        self.config_path = self.dir / "anemoned.yaml"
+        self.log = self.dir / "anemoned.log"
+        self.config: dict[str, Any] = {
+            "data_dir": str(self.data_dir),
+            "users_dir": str(self.users_dir),
+            "socket": str(self.socket),
+            "log_level": "debug",
+            **config,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.notify: socket.socket | None = None
+        self.notifications: list[str] = []
+
+    def write_config(self, **changes: Any) -> None:
+        self.config.update(changes)
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    def start(self, timeout_s: float = 30.0, env: dict[str, str] | None = None, log_to_terminal: bool = False) -> None:
+        self.write_config()
+        notify_path = self.dir / "notify.sock"
+        notify_path.unlink(missing_ok=True)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify_path))
+        self.notifications = []
+        self.proc = subprocess.Popen(
+            [ANEMONED, "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=None if log_to_terminal else self.log.open("ab"),
+            env={**os.environ, "NOTIFY_SOCKET": str(notify_path), **(env or {})},
+        )
+        self.wait_notification("READY=1", timeout_s)
+
+    def wait_notification(self, wanted: str, timeout_s: float = 30.0) -> str:
+        """Block until a notification containing `wanted` arrives."""
+        assert self.notify is not None and self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(wanted in n.splitlines() or wanted in n for n in self.notifications):
+                return next(n for n in self.notifications if wanted in n)
+            self.notify.settimeout(0.2)
+            try:
+                self.notifications.append(self.notify.recv(4096).decode())
+            except socket.timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"anemoned exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+        raise TimeoutError(f"no {wanted} from anemoned; got {self.notifications}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as in a crash."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    # -- the real client ----------------------------------------------------
+
+    def ctl(self, *args: str, stdin: str | None = None, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ANEMONECTL, "--socket", str(self.socket), *args],
+            input=stdin, capture_output=True, text=True, timeout=timeout_s,
+        )
+
+    def ctl_json(self, *args: str, stdin: str | None = None, expect: int = 0, timeout_s: float = 120.0) -> Any:
+        res = self.ctl(*args, "--json", stdin=stdin, timeout_s=timeout_s)
+        assert res.returncode == expect, f"anemonectl {' '.join(args)} exited {res.returncode}: {res.stderr}{res.stdout}"
+        return json.loads(res.stdout)
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One raw JSON-RPC exchange; returns the whole response object."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(str(self.socket))
+            s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return json.loads(buf)

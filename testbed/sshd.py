@@ -1,0 +1,134 @@
+"""A real OpenSSH sshd on a free loopback port, as an SFTP destination.
+
+Used by the test fixtures, the demo and the benchmark. It has its own host
+key, its own authorized_keys, internal-sftp and StrictModes off so that it
+runs from a temporary directory. It listens on 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SshServer:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.host_key = self.dir / "ssh_host_ed25519_key"
+        self.authorized_keys = self.dir / "authorized_keys"
+        self.config = self.dir / "sshd_config"
+        self.log = self.dir / "sshd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.authorized_keys.touch()
+        self.new_host_key()
+
+    def new_host_key(self) -> None:
+        """Replace the server's host key (a restart makes it take effect)."""
+        for p in (self.host_key, self.host_key.with_suffix(".pub")):
+            p.unlink(missing_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-host", "-f", str(self.host_key)], check=True)
+
+    def authorize(self, public_key_line: str) -> None:
+        with self.authorized_keys.open("a") as f:
+            f.write(public_key_line.strip() + "\n")
+
+    def write_config(self, password_auth: bool = True) -> None:
+        self.config.write_text(
+            f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.host_key}
+PidFile {self.dir}/sshd.pid
+AuthorizedKeysFile {self.authorized_keys}
+StrictModes no
+PubkeyAuthentication yes
+PasswordAuthentication {'yes' if password_auth else 'no'}
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin yes
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+MaxStartups 200:30:400
+MaxSessions 200
+MaxAuthTries 20
+"""
+        )
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        if os.getuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+        self.write_config()
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.config)],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited at start: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening in time")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the listener and every session it forked (sessions call
+        setsid(), so a process-group kill would miss them)."""
+        if self.proc is not None and self.proc.poll() is None:
+            for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def host_key_fingerprint(self) -> str:
+        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(self.host_key.with_suffix(".pub"))],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()[1]
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

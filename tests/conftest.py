@@ -1,0 +1,43 @@
+"""Shared fixtures: the real daemon process and a real loopback sshd."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from testbed.daemon import DaemonProcess  # noqa: E402
+from testbed.sshd import SshServer  # noqa: E402
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Factory: make_daemon(**config) -> a started DaemonProcess."""
+    started: list[DaemonProcess] = []
+
+    def make(start: bool = True, name: str = "daemon", **config: Any) -> DaemonProcess:
+        d = DaemonProcess(tmp_path / name, **config)
+        started.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def daemon(make_daemon: Callable[..., DaemonProcess]) -> DaemonProcess:
+    return make_daemon()
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshServer]:
+    server = SshServer(tmp_path / "sshd")
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from anemoned.config import ConfigError, load_config, parse_config
+
+
+def test_defaults_follow_the_contract():
+    c = parse_config({})
+    assert c.data_dir == Path("/srv/anemone")
+    assert c.users_dir == Path("/srv/anemone/shares")
+    assert c.socket == Path("/run/anemone/anemoned.sock")
+    assert (c.socket_group, c.rclone, c.max_concurrent_syncs, c.timezone, c.log_level) == (None, None, 2, None, "info")
+
+
+def test_users_dir_default_follows_data_dir():
+    assert parse_config({"data_dir": "/var/x"}).users_dir == Path("/var/x/shares")
+
+
+def test_every_problem_is_reported_with_its_key():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"data_dir": "relative", "max_concurrent_syncs": 0, "timezone": "Mars/Base",
+                      "log_level": "loud", "socket_group": "no-such-group-xyz", "colour": "blue"})
+    keys = sorted(p.split(":")[0] for p in info.value.problems)
+    assert keys == ["colour", "data_dir", "log_level", "max_concurrent_syncs", "socket_group", "timezone"]
+
+
+@pytest.mark.parametrize("value", [True, "2", 2.5, 65])
+def test_max_concurrent_syncs_must_be_a_small_whole_number(value):
+    with pytest.raises(ConfigError, match="max_concurrent_syncs"):
+        parse_config({"max_concurrent_syncs": value})
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigError):
+        parse_config(["data_dir"])
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("data_dir: /x\n  bad: [\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_config(f)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
