@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from . import __version__, protocol
+import logging
+
+from . import conntest, hostkeys, keys, protocol
+from . import access
+from .access import key_path
+from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
+                           check_password, check_remote_path, check_user)
+from .hostkeys import HostKey
+from .logs import event
 from .protocol import ErrorCode, Request, RpcError, invalid_params
+from .timeutil import iso, utc_now
 
 if TYPE_CHECKING:
     from .service import Daemon
@@ -97,3 +106,270 @@ async def dispatch(daemon: "Daemon", request: Request) -> Any:
 async def status(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     return daemon.status()
+
+
+# -- SSH key ------------------------------------------------------------------------
+
+@method("key.generate")
+async def key_generate(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    force = p.bool("force")
+    p.check_unknown()
+    certs = daemon.config.certs_dir
+    try:
+        key = keys.generate_key(certs, force)
+    except FileExistsError:
+        raise RpcError(ErrorCode.CONFLICT, f"a key already exists at {certs / keys.KEY_NAME}; use --force to replace it "
+                       "(the old pair is kept as rclone_key.old)") from None
+    event(logging.INFO, "ssh key generated", fingerprint=key.fingerprint, replaced=force or None)
+    return {"public_key": key.line, "fingerprint": key.fingerprint, "path": str(certs / keys.KEY_NAME)}
+
+
+@method("key.show")
+async def key_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    p.check_unknown()
+    certs = daemon.config.certs_dir
+    try:
+        key = keys.show_key(certs)
+    except FileNotFoundError:
+        raise RpcError(ErrorCode.NOT_FOUND, "there is no SSH key yet; create one with: anemonectl key generate",
+                       {"field": "key"}) from None
+    return {"public_key": key.line, "fingerprint": key.fingerprint, "path": str(certs / keys.KEY_NAME)}
+
+
+# -- destinations -------------------------------------------------------------------
+
+def load_destination(daemon: "Daemon", name: str) -> Destination:
+    row = daemon.store.destination_row(name)
+    if row is None:
+        raise RpcError(ErrorCode.NOT_FOUND, f"no destination named {name!r}", {"field": "name"})
+    return Destination.from_row(row)
+
+
+def _name(p: Params) -> str:
+    name = p.str("name", max_len=64)
+    assert name is not None
+    check_name(name)
+    return name
+
+
+def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
+    """A destination as dest show/list print it (CONTRACT JSON shape)."""
+    view = dest.public()
+    view["next_run"] = daemon.next_run_of(dest)
+    last = daemon.store.last_finished_job_row(dest.name, "sync")
+    view["last_sync"] = None if last is None else {
+        "job": last["id"], "at": last["finished_at"], "status": last["state"], "error": last["error"],
+        "files_transferred": (last["stats"] or {}).get("files_transferred", 0),
+        "bytes_transferred": (last["stats"] or {}).get("bytes_transferred", 0),
+    }
+    return view
+
+
+async def _fetch_host_key(host: str, port: int, fingerprint: str | None, trust: bool) -> HostKey:
+    """The server's host key, accepted only if it matches `fingerprint` or
+    the operator said to trust it as it is."""
+    try:
+        key = await hostkeys.scan(host, port)
+    except hostkeys.ScanError as err:
+        raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot fetch the host key of {host}:{port}: {err}; nothing was saved",
+                       {"class": err.reason}) from None
+    if fingerprint is not None:
+        if key.fingerprint != fingerprint:
+            raise RpcError(ErrorCode.OPERATION_FAILED,
+                           f"host key mismatch: {host}:{port} shows {key.fingerprint}, not {fingerprint}; nothing was saved",
+                           {"class": "host key mismatch", "fingerprint": key.fingerprint})
+    elif not trust:
+        raise RpcError(ErrorCode.INVALID_PARAMS,
+                       f"host_key_fingerprint: {host}:{port} shows the {key.key_type} host key {key.fingerprint}. "
+                       "Check it on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
+                       f"--host-key-fingerprint {key.fingerprint}, or --trust-host-key to accept it as it is",
+                       {"field": "host_key_fingerprint", "fingerprint": key.fingerprint})
+    return key
+
+
+def _pin(daemon: "Daemon", host: str, port: int, key: HostKey) -> None:
+    """Pin `key` for every destination on that server (one server, one key)
+    and regenerate certs/known_hosts from the database."""
+    for row in daemon.store.destination_rows():
+        if row["host"] == host and row["port"] == port:
+            daemon.store.update_destination(row["name"], {"host_key": key.to_text()})
+    write_known_hosts(daemon)
+
+
+def write_known_hosts(daemon: "Daemon") -> None:
+    access.write_known_hosts(daemon.config, daemon.store.destination_rows())
+
+
+def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
+    """The destination fields in the params, validated; absent ones omitted."""
+    fields: dict[str, Any] = {}
+    if p.has("host") or adding:
+        fields["host"] = check_host(p.str("host", max_len=253) or "")
+    port = p.int("port", required=False, lo=1, hi=65535)
+    if port is not None or adding:
+        fields["port"] = port if port is not None else 22
+    if p.has("user") or adding:
+        user = p.str("user", max_len=64) or ""
+        check_user(user)
+        fields["user"] = user
+    if p.has("remote_path") or adding:
+        fields["remote_path"] = check_remote_path(p.str("remote_path", max_len=1024) or "")
+    if p.has("key_file"):
+        key_file = p.str("key_file", max_len=1024) or ""
+        if not key_file or any(ord(c) < 32 for c in key_file):
+            raise invalid_params("key_file", "must be a file path")
+        fields["key_file"] = key_file
+    if p.has("password"):
+        password = p.str("password", max_len=1024) or ""
+        check_password(password)
+        fields["password"] = password
+    if "key_file" in fields and "password" in fields:
+        raise invalid_params("password", "give either key_file or password, not both")
+    if p.has("enabled"):
+        fields["enabled"] = p.bool("enabled")
+    fingerprint = p.str("host_key_fingerprint", required=False, max_len=100)
+    if fingerprint is not None:
+        check_fingerprint(fingerprint)
+        fields["host_key_fingerprint"] = fingerprint
+    fields["trust_host_key"] = p.bool("trust_host_key")
+    if fingerprint is not None and fields["trust_host_key"]:
+        raise invalid_params("trust_host_key", "give either host_key_fingerprint or trust_host_key, not both")
+    return fields
+
+
+def _auth_changes(daemon: "Daemon", fields: dict[str, Any]) -> dict[str, Any]:
+    """Columns for the authentication the fields ask for (key file checked,
+    password encrypted); empty when they do not touch authentication."""
+    if "password" in fields:
+        return {"auth": "password", "key_file": None,
+                "password_enc": keys.Secrets(daemon.config.certs_dir).encrypt(fields["password"])}
+    if "key_file" in fields:
+        problem = keys.check_private_key(key_path(daemon.config, fields["key_file"]))
+        if problem:
+            raise invalid_params("key_file", problem)
+        return {"auth": "key", "key_file": fields["key_file"], "password_enc": None}
+    return {}
+
+
+@method("dest.add")
+async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = _name(p)
+    fields = _read_fields(p, adding=True)
+    p.check_unknown()
+    if daemon.store.destination_row(name) is not None:
+        raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists; use dest edit to change it")
+    if "password" not in fields:
+        fields.setdefault("key_file", DEFAULT_KEY_FILE)
+    auth = _auth_changes(daemon, fields)
+    key = await _fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"), fields["trust_host_key"])
+    if daemon.store.destination_row(name) is not None:  # added meanwhile, while we scanned
+        raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists")
+    dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
+                       key_file=auth["key_file"], password_enc=auth["password_enc"], remote_path=fields["remote_path"],
+                       enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "")
+    daemon.store.insert_destination(dest.to_row())
+    _pin(daemon, dest.host, dest.port, key)
+    event(logging.INFO, "destination added", dest=name, host=dest.host, port=dest.port, auth=dest.auth,
+          host_key=key.fingerprint)
+    daemon.destinations_changed()
+    return destination_view(daemon, dest)
+
+
+@method("dest.edit")
+async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = _name(p)
+    fields = _read_fields(p, adding=False)
+    p.check_unknown()
+    dest = load_destination(daemon, name)
+    changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled") if k in fields}
+    changes.update(_auth_changes(daemon, fields))
+    host, port = changes.get("host", dest.host), changes.get("port", dest.port)
+    new_server = (host, port) != (dest.host, dest.port)
+    wants_pin = "host_key_fingerprint" in fields or fields["trust_host_key"]
+    key = None
+    if new_server or wants_pin:
+        key = await _fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
+    daemon.store.update_destination(name, changes)
+    if key is not None:
+        _pin(daemon, host, port, key)
+    elif new_server:
+        write_known_hosts(daemon)
+    event(logging.INFO, "destination changed", dest=name, fields=",".join(sorted(k for k in changes if k != "password_enc")))
+    daemon.destinations_changed()
+    return destination_view(daemon, load_destination(daemon, name))
+
+
+@method("dest.list")
+async def dest_list(daemon: "Daemon", p: Params) -> list[dict[str, Any]]:
+    p.check_unknown()
+    return [destination_view(daemon, Destination.from_row(r)) for r in daemon.store.destination_rows()]
+
+
+@method("dest.show")
+async def dest_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("name", max_len=256)
+    p.check_unknown()
+    return destination_view(daemon, load_destination(daemon, name or ""))
+
+
+@method("dest.remove")
+async def dest_remove(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("name", max_len=256) or ""
+    p.check_unknown()
+    load_destination(daemon, name)
+    await daemon.before_destination_removed(name)
+    daemon.store.delete_destination(name)
+    write_known_hosts(daemon)
+    event(logging.INFO, "destination removed", dest=name)
+    daemon.destinations_changed()
+    return {"name": name, "removed": True}
+
+
+async def _set_enabled(daemon: "Daemon", p: Params, enabled: bool) -> dict[str, Any]:
+    name = p.str("name", max_len=256) or ""
+    p.check_unknown()
+    load_destination(daemon, name)
+    daemon.store.update_destination(name, {"enabled": enabled})
+    event(logging.INFO, "destination enabled" if enabled else "destination disabled", dest=name)
+    daemon.destinations_changed()
+    return destination_view(daemon, load_destination(daemon, name))
+
+
+@method("dest.enable")
+async def dest_enable(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    return await _set_enabled(daemon, p, True)
+
+
+@method("dest.disable")
+async def dest_disable(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    return await _set_enabled(daemon, p, False)
+
+
+@method("dest.trust")
+async def dest_trust(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("name", max_len=256) or ""
+    fingerprint = p.str("host_key_fingerprint", required=False, max_len=100)
+    if fingerprint is not None:
+        check_fingerprint(fingerprint)
+    p.check_unknown()
+    dest = load_destination(daemon, name)
+    # `dest trust` without a fingerprint is itself the explicit trust.
+    key = await _fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
+    previous = dest.host_key.fingerprint if dest.host_key else None
+    _pin(daemon, dest.host, dest.port, key)
+    event(logging.WARNING if previous and previous != key.fingerprint else logging.INFO, "host key pinned",
+          dest=name, host=dest.host, port=dest.port, host_key=key.fingerprint, previous=previous)
+    return destination_view(daemon, load_destination(daemon, name))
+
+
+@method("dest.test")
+async def dest_test(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("name", max_len=256) or ""
+    create_path = p.bool("create_path")
+    p.check_unknown()
+    dest = load_destination(daemon, name)
+    result = await conntest.run_test(daemon.config, daemon.rclone_binary, dest, create_path, iso(utc_now()) or "")
+    daemon.store.update_destination(name, {"last_test": {k: result[k] for k in ("ok", "class", "message", "at")}})
+    event(logging.INFO if result["ok"] else logging.WARNING, "connection test", dest=name,
+          result="ok" if result["ok"] else result["class"], detail=None if result["ok"] else result["message"])
+    return result

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from . import handlers
+from . import access, handlers
 from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
 from .logs import event, set_level, setup_logging
 from .protocol import Request
@@ -41,6 +41,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         prepare_data_dir(config)
         self.store = Store(config.state_db)
+        access.write_known_hosts(config, self.store.destination_rows())
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
 
     async def dispatch(self, request: Request, peer: Peer) -> Any:
@@ -57,6 +58,15 @@ class Daemon:
             "destinations": len(self.store.destination_rows()),
             "next_run": None,
         }
+
+    def next_run_of(self, dest: Any) -> str | None:
+        return None
+
+    def destinations_changed(self) -> None:
+        self.refresh_status()
+
+    async def before_destination_removed(self, name: str) -> None:
+        pass
 
     def status_line(self) -> str:
         """One line for systemd's STATUS=."""

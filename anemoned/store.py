@@ -25,6 +25,7 @@ MIGRATIONS: list[str] = [
         auth          TEXT NOT NULL CHECK (auth IN ('key', 'password')),
         key_file      TEXT,
         password_enc  BLOB,
+        host_key      TEXT,
         remote_path   TEXT NOT NULL,
         enabled       INTEGER NOT NULL,
         schedule      TEXT NOT NULL DEFAULT '{"kind": "off"}',

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,15 +26,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: The unprivileged account backups log in as when we run as root, like the
+#: seed document's dedicated `anemone-backup` user: permissions on the remote
+#: side then mean what they would on a real server.
+SFTP_USER = "anemone-sftp"
+_password: str | None = None
+
+
+def _ensure_sftp_user() -> str:
+    """Create SFTP_USER if needed and give it a fresh password (an account
+    without one is locked, and sshd refuses even key logins to it)."""
+    global _password
+    if _password is None:
+        try:
+            pwd.getpwnam(SFTP_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                            "--shell", "/bin/sh", SFTP_USER], check=True)
+        _password = "pw-" + secrets.token_urlsafe(12)
+        subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{_password}\n", text=True, check=True)
+    return _password
+
+
 class SshServer:
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.host = "127.0.0.1"
-        self.user = pwd.getpwuid(os.getuid()).pw_name
+        if os.getuid() == 0:
+            self.password: str | None = _ensure_sftp_user()
+            self.user = SFTP_USER
+            # Somewhere the unprivileged user can reach (tmp_path is 0700
+            # root): its authorized_keys and the remote tree.
+            self.reachable = Path(tempfile.mkdtemp(prefix="anemone-sftp-"))
+            self.reachable.chmod(0o755)
+            self.remote_root = self.reachable / "remote"
+            self.remote_root.mkdir()
+            account = pwd.getpwnam(SFTP_USER)
+            os.chown(self.remote_root, account.pw_uid, account.pw_gid)
+        else:
+            self.password = None
+            self.user = pwd.getpwuid(os.getuid()).pw_name
+            self.reachable = self.dir
+            self.remote_root = self.dir / "remote"
+            self.remote_root.mkdir(exist_ok=True)
         self.host_key = self.dir / "ssh_host_ed25519_key"
-        self.authorized_keys = self.dir / "authorized_keys"
+        self.authorized_keys = self.reachable / "authorized_keys"
         self.config = self.dir / "sshd_config"
         self.log = self.dir / "sshd.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -105,6 +145,22 @@ MaxAuthTries 20
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.remote_root, ignore_errors=True)
+        if self.reachable != self.dir:
+            shutil.rmtree(self.reachable, ignore_errors=True)
+
+    def remote_dir(self, name: str, writable: bool = True) -> Path:
+        """A directory on the "server", owned by the login user."""
+        path = self.remote_root / name
+        path.mkdir(parents=True, exist_ok=True)
+        if os.getuid() == 0:
+            account = pwd.getpwnam(self.user)
+            os.chown(path, account.pw_uid, account.pw_gid)
+        path.chmod(0o755 if writable else 0o555)
+        return path
 
     def restart(self) -> None:
         self.stop()

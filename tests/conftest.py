@@ -40,4 +40,4 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     server = SshServer(tmp_path / "sshd")
     server.start()
     yield server
-    server.stop()
+    server.cleanup()

@@ -1,0 +1,125 @@
+"""Destinations: the value type and the validation of every field.
+
+Every check returns a message naming the field. The rules are strict on
+purpose: these values end up in rclone's backend options and in paths on a
+remote server, so anything that could be read as syntax is refused here,
+before it gets anywhere near a process.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from .hostkeys import HostKey
+from .protocol import invalid_params
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-]$|^[A-Za-z0-9._-]$")
+# POSIX portable user names (what useradd accepts), up to 32 characters.
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
+DNS_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+DEFAULT_KEY_FILE = "certs/rclone_key"
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    host: str
+    port: int
+    user: str
+    auth: str  # "key" | "password"
+    key_file: str | None  # as the operator gave it (relative to data_dir or absolute)
+    remote_path: str
+    enabled: bool
+    host_key: HostKey | None
+    password_enc: bytes | None = field(default=None, repr=False)
+    schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "off"})
+    schedule_state: dict[str, Any] = field(default_factory=dict)
+    last_test: dict[str, Any] | None = None
+    created_at: str = ""
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Destination":
+        return cls(
+            name=row["name"], host=row["host"], port=row["port"], user=row["user"], auth=row["auth"],
+            key_file=row["key_file"], remote_path=row["remote_path"], enabled=bool(row["enabled"]),
+            host_key=HostKey.from_text(row["host_key"]) if row.get("host_key") else None,
+            password_enc=row["password_enc"], schedule=row["schedule"], schedule_state=row.get("schedule_state") or {},
+            last_test=row["last_test"], created_at=row["created_at"],
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "host": self.host, "port": self.port, "user": self.user, "auth": self.auth,
+            "key_file": self.key_file, "remote_path": self.remote_path, "enabled": self.enabled,
+            "host_key": self.host_key.to_text() if self.host_key else None, "password_enc": self.password_enc,
+            "schedule": self.schedule, "schedule_state": self.schedule_state, "last_test": self.last_test,
+            "created_at": self.created_at,
+        }
+
+    def public(self) -> dict[str, Any]:
+        """The fields every client may see (never the password)."""
+        return {
+            "name": self.name, "host": self.host, "port": self.port, "user": self.user, "auth": self.auth,
+            "key_file": self.key_file if self.auth == "key" else None, "remote_path": self.remote_path,
+            "enabled": self.enabled, "host_key_fingerprint": self.host_key.fingerprint if self.host_key else None,
+            "host_key_type": self.host_key.key_type if self.host_key else None,
+            "schedule": self.schedule, "last_test": self.last_test,
+        }
+
+
+def check_name(value: str) -> None:
+    if not NAME_RE.match(value):
+        raise invalid_params("name", "must be 1-64 letters, digits, spaces, '.', '_' or '-', not starting or ending with a space")
+
+
+def check_host(value: str) -> str:
+    """The host, normalised (IPv6 literals compressed); raises naming `host`."""
+    text = value.strip("[]") if value.startswith("[") and value.endswith("]") else value
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    name = text[:-1] if text.endswith(".") else text
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(DNS_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
+        raise invalid_params("host", "must be a DNS name or an IPv4/IPv6 address")
+    return name.lower()
+
+
+def check_port(value: int) -> None:
+    if not 1 <= value <= 65535:
+        raise invalid_params("port", "must be from 1 to 65535")
+
+
+def check_user(value: str) -> None:
+    if not USER_RE.match(value):
+        raise invalid_params("user", "must be a POSIX user name: letters, digits, '.', '_', '-' (at most 32, not starting with '-' or '.')")
+
+
+def check_remote_path(value: str) -> str:
+    """The path normalised (no trailing or doubled slashes)."""
+    if not value.startswith("/"):
+        raise invalid_params("remote_path", "must be an absolute path (starting with /)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise invalid_params("remote_path", "must not contain control characters")
+    if len(value) > 1024:
+        raise invalid_params("remote_path", "must be at most 1024 characters")
+    parts = PurePosixPath(value).parts
+    if ".." in parts or "." in value.split("/"):
+        raise invalid_params("remote_path", "must not contain '.' or '..' components")
+    return str(PurePosixPath(value))
+
+
+def check_fingerprint(value: str) -> None:
+    if not FINGERPRINT_RE.match(value):
+        raise invalid_params("host_key_fingerprint", "must look like SHA256: followed by 43 base64 characters (as ssh-keygen -lf prints)")
+
+
+def check_password(value: str) -> None:
+    if not value or len(value) > 1024 or "\n" in value or "\x00" in value:
+        raise invalid_params("password", "must be 1-1024 characters on one line")
+

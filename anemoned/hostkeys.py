@@ -1,0 +1,122 @@
+"""Pinned host keys: fetch a server's key, pick one, keep certs/known_hosts.
+
+Exactly one key is pinned per server (host, port): the strongest type the
+server offers (Ed25519, then ECDSA, then RSA). rclone is told to negotiate
+only that key type (host_key_algorithms), so the fingerprint an operator
+checked is the only key that is ever accepted.
+
+certs/known_hosts is generated from the destinations' pinned keys: the
+database is the source of truth, the file what rclone reads.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .keys import fingerprint_of_blob, write_private
+
+#: Preferred first.
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+#: What rclone should negotiate for a pinned key of each type.
+ALGORITHMS = {
+    "ssh-ed25519": "ssh-ed25519",
+    "ecdsa-sha2-nistp256": "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384": "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521": "ecdsa-sha2-nistp521",
+    "ssh-rsa": "rsa-sha2-512 rsa-sha2-256",
+}
+SCAN_TIMEOUT_S = 10
+
+
+class ScanError(Exception):
+    """The server's host key could not be fetched; .reason is a failure class."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HostKey:
+    key_type: str
+    blob_b64: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of_blob(base64.b64decode(self.blob_b64))
+
+    @property
+    def algorithms(self) -> str:
+        return ALGORITHMS[self.key_type]
+
+    def to_text(self) -> str:
+        return f"{self.key_type} {self.blob_b64}"
+
+    @classmethod
+    def from_text(cls, text: str) -> "HostKey":
+        key_type, blob = text.split()[:2]
+        return cls(key_type, blob)
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How Go's knownhosts.Normalize (which rclone uses) names a server."""
+    if port != 22:
+        return f"[{host}]:{port}"
+    return f"[{host}]" if ":" in host else host
+
+
+def parse_keyscan(output: str) -> list[HostKey]:
+    """The keys in ssh-keyscan output, preferred type first; unknown types
+    and comment lines are ignored."""
+    keys = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#") and parts[1] in KEY_TYPES:
+            try:
+                base64.b64decode(parts[2], validate=True)
+            except ValueError:
+                continue
+            keys.append(HostKey(parts[1], parts[2]))
+    return sorted(keys, key=lambda k: KEY_TYPES.index(k.key_type))
+
+
+async def scan(host: str, port: int) -> HostKey:
+    """The server's preferred host key, fetched with ssh-keyscan.
+
+    host and port were validated (a DNS name or an IP literal, 1-65535) and
+    are passed as separate argv entries after `--`, never through a shell.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "ssh-keyscan", "-T", str(SCAN_TIMEOUT_S), "-p", str(port), "-t", "ed25519,ecdsa,rsa", "--", host,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
+        )
+    except FileNotFoundError:
+        raise ScanError("unreachable", "ssh-keyscan is not installed (package openssh-client)") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), SCAN_TIMEOUT_S + 5)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ScanError("timeout", f"{host}:{port} did not answer within {SCAN_TIMEOUT_S} s") from None
+    keys = parse_keyscan(out.decode(errors="replace"))
+    if not keys:
+        text = err.decode(errors="replace").lower()
+        if "timeout" in text or "timed out" in text:
+            raise ScanError("timeout", f"{host}:{port} did not answer within {SCAN_TIMEOUT_S} s")
+        if "name or service not known" in text or "could not resolve" in text or "no address" in text:
+            raise ScanError("unreachable", f"{host} cannot be resolved")
+        raise ScanError("unreachable", f"no SSH server answered on {host}:{port}")
+    return keys[0]
+
+
+def render_known_hosts(pins: Iterable[tuple[str, int, HostKey]]) -> str:
+    lines = sorted({f"{known_hosts_name(h, p)} {k.to_text()}" for h, p, k in pins})
+    return "".join(line + "\n" for line in lines)
+
+
+def write_known_hosts(path: Path, pins: Iterable[tuple[str, int, HostKey]]) -> None:
+    write_private(path, render_known_hosts(pins).encode(), 0o644)

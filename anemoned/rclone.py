@@ -1,0 +1,286 @@
+"""How rclone is invoked: pure builders, failure interpretation, thin runner.
+
+Safety rules, for every feature:
+- No value a person typed is ever put into an rclone connection string or
+  a shell command. The SFTP backend is configured only through
+  RCLONE_CONFIG_DEST_<OPTION> environment variables, whose values rclone
+  never parses for further options; the remote name is the constant
+  DEST_REMOTE, so a path after `dest:` is always just a path.
+- The environment is built from nothing: inherited RCLONE_* variables,
+  SSH_AUTH_SOCK and the rest never reach rclone.
+- shell_type is set explicitly (no detection commands run on the server).
+- Passwords travel only in the environment, obscured as rclone requires.
+
+The runner puts rclone in its own process group (so a cancel reaches every
+thread and child) and asks the kernel to kill it if the daemon dies
+(PR_SET_PDEATHSIG), so no rclone outlives the daemon, even after SIGKILL.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DEST_REMOTE = "dest"
+SRC_REMOTE = "src"
+_PR_SET_PDEATHSIG = 1
+
+
+# -- pure builders --------------------------------------------------------------
+
+def option_env(remote: str, options: dict[str, str]) -> dict[str, str]:
+    """RCLONE_CONFIG_<REMOTE>_<OPTION>=value for each backend option."""
+    prefix = f"RCLONE_CONFIG_{remote.upper()}_"
+    return {prefix + key.upper(): value for key, value in options.items()}
+
+
+@dataclass(frozen=True)
+class SftpAccess:
+    """What rclone needs to reach one destination (all already validated)."""
+
+    host: str
+    port: int
+    user: str
+    known_hosts_file: Path
+    host_key_algorithms: str | None
+    key_file: Path | None = None
+    obscured_password: str | None = field(default=None, repr=False)
+
+
+def sftp_options(access: SftpAccess, hashcheck: bool = False) -> dict[str, str]:
+    """The SFTP backend options for a destination.
+
+    hashcheck=False is the sync default (NOTES-performance): size and
+    modification time decide what changed, SSH protects the bytes in
+    transit, and content is proven separately by a verify job. With it on,
+    rclone runs md5sum/sha1sum on the server for every file.
+    """
+    options = {
+        "type": "sftp",
+        "host": access.host,
+        "port": str(access.port),
+        "user": access.user,
+        "known_hosts_file": str(access.known_hosts_file),
+        "shell_type": "unix",
+        "disable_hashcheck": "false" if hashcheck else "true",
+        "key_use_agent": "false",
+        "ask_password": "false",
+    }
+    if access.host_key_algorithms:
+        options["host_key_algorithms"] = access.host_key_algorithms
+    if access.key_file is not None:
+        options["key_file"] = str(access.key_file)
+    if access.obscured_password is not None:
+        options["pass"] = access.obscured_password
+    return options
+
+
+def base_env(data_dir: Path) -> dict[str, str]:
+    """The whole environment of an rclone process, minus backend options."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(data_dir),
+        "LANG": "C.UTF-8",
+        "RCLONE_CACHE_DIR": str(data_dir / "rclone-cache"),
+    }
+
+
+def global_args(log_level: str = "INFO") -> list[str]:
+    """Flags every rclone run gets: no config file, JSON logs we can parse,
+    bounded connection waits."""
+    return [
+        "--config", "",
+        "--use-json-log", "--log-level", log_level,
+        "--contimeout", "10s", "--timeout", "60s",
+        "--ask-password=false",
+    ]
+
+
+def dest_path(remote_path: str, *parts: str) -> str:
+    """`dest:/remote/path/part...`. Parts are names we produced or validated;
+    after the fixed remote name they are only ever a path."""
+    path = remote_path.rstrip("/") or "/"
+    for part in parts:
+        path = f"{path.rstrip('/')}/{part}"
+    return f"{DEST_REMOTE}:{path}"
+
+
+# -- interpreting failures ---------------------------------------------------------
+
+#: Failure classes, as `dest test` names them.
+UNREACHABLE = "unreachable"
+TIMEOUT = "timeout"
+HOST_KEY_UNKNOWN = "host key unknown"
+HOST_KEY_MISMATCH = "host key mismatch"
+AUTH_FAILED = "authentication failed"
+PATH_MISSING = "remote path missing"
+PATH_NOT_WRITABLE = "remote path not writable"
+DISK_FULL = "remote disk full"
+
+_PATTERNS: list[tuple[str, tuple[str, ...]]] = [
+    (HOST_KEY_MISMATCH, ("knownhosts: key mismatch",)),
+    (HOST_KEY_UNKNOWN, ("knownhosts: key is unknown",)),
+    (AUTH_FAILED, ("unable to authenticate", "no supported methods remain")),
+    (TIMEOUT, ("i/o timeout", "timed out", "deadline exceeded")),
+    (UNREACHABLE, ("connection refused", "no route to host", "network is unreachable", "no such host",
+                   "connection reset", "handshake failed: eof", "couldn't connect ssh")),
+    (DISK_FULL, ("no space left", "quota exceeded", "disk full")),
+    (PATH_NOT_WRITABLE, ("permission denied",)),
+    (PATH_MISSING, ("directory not found", "object not found", "file does not exist", "no such file")),
+]
+
+
+def classify(messages: list[str]) -> str | None:
+    """The failure class that rclone's error messages point to, or None.
+    The first pattern in _PATTERNS order wins: a host key problem explains
+    everything after it."""
+    text = "\n".join(messages).lower()
+    for cls, needles in _PATTERNS:
+        if any(n in text for n in needles):
+            return cls
+    return None
+
+
+def error_messages(records: list[dict[str, Any]]) -> list[str]:
+    """The messages of error-level (and worse) log records, in order."""
+    return [str(r.get("msg", "")) for r in records if r.get("level") in ("error", "critical", "fatal")]
+
+
+def first_error(records: list[dict[str, Any]]) -> str | None:
+    """The first meaningful error, short: what a failed job records."""
+    msgs = error_messages(records)
+    if not msgs:
+        return None
+    msg = msgs[0]
+    for prefix in ("Attempt 1/1 failed with 1 errors and: ",):
+        msg = msg.replace(prefix, "")
+    return msg[:300]
+
+
+def parse_log_line(line: bytes) -> dict[str, Any]:
+    """One line of rclone's --use-json-log output as a record; a line that
+    is not JSON (a Go panic, say) becomes an error record."""
+    text = line.decode("utf-8", errors="replace").rstrip("\n")
+    try:
+        record = json.loads(text)
+        if isinstance(record, dict):
+            return record
+    except ValueError:
+        pass
+    return {"level": "error", "msg": text}
+
+
+# -- running ---------------------------------------------------------------------
+
+@dataclass
+class RcloneResult:
+    returncode: int
+    records: list[dict[str, Any]]
+    stdout: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _child_setup() -> None:
+    # Runs in the child between fork and exec: die with the daemon.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+async def run(
+    binary: str,
+    args: list[str],
+    env: dict[str, str],
+    *,
+    timeout_s: float | None = None,
+    stdin: bytes | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    keep_records: bool = True,
+    capture_stdout: bool = False,
+) -> RcloneResult:
+    """Run rclone to completion; raises asyncio.TimeoutError after timeout_s
+    and CancelledError when cancelled, having stopped the process group.
+
+    Every stderr line is parsed as a JSON log record and handed to
+    on_record; records are kept in the result unless keep_records is off
+    (a large sync would otherwise hold every line in memory).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        binary, *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if capture_stdout else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env, start_new_session=True, preexec_fn=_child_setup,
+        limit=1024 * 1024,
+    )
+    records: list[dict[str, Any]] = []
+
+    async def read_stderr() -> None:
+        assert proc.stderr is not None
+        while True:
+            try:
+                line = await proc.stderr.readline()
+            except ValueError:  # a line over the limit: skip what is buffered
+                continue
+            if not line:
+                return
+            record = parse_log_line(line)
+            if keep_records:
+                records.append(record)
+            if on_record is not None:
+                on_record(record)
+
+    async def communicate() -> bytes:
+        out = b""
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        reader = asyncio.ensure_future(read_stderr())
+        if capture_stdout:
+            assert proc.stdout is not None
+            out = await proc.stdout.read()
+        await reader
+        await proc.wait()
+        return out
+
+    try:
+        stdout = await asyncio.wait_for(communicate(), timeout_s)
+    except BaseException:
+        await stop(proc)
+        raise
+    return RcloneResult(proc.returncode if proc.returncode is not None else -1, records, stdout)
+
+
+async def stop(proc: asyncio.subprocess.Process, grace_s: float = 3.0) -> None:
+    """SIGTERM the process group, SIGKILL it after grace_s."""
+    if proc.returncode is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), wait_s)
+            return
+        except asyncio.TimeoutError:
+            continue
+
+
+async def obscure(binary: str, secret: str) -> str:
+    """rclone's obscured form of a password, computed by rclone itself with
+    the secret on stdin (never in argv)."""
+    result = await run(binary, ["obscure", "-"], {"PATH": "/usr/bin:/bin"}, stdin=secret.encode(),
+                       timeout_s=30, capture_stdout=True)
+    if not result.ok:
+        raise RuntimeError("rclone obscure failed")
+    return result.stdout.decode().strip()

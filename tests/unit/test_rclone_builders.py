@@ -1,0 +1,91 @@
+"""Pure builders of rclone invocations and the interpretation of its errors."""
+from pathlib import Path
+
+import pytest
+
+from anemoned import rclone
+from anemoned.hostkeys import HostKey, known_hosts_name, parse_keyscan, render_known_hosts
+
+
+def access(**kw):
+    base = dict(host="h.example", port=2222, user="u", known_hosts_file=Path("/d/certs/known_hosts"),
+                host_key_algorithms="ssh-ed25519", key_file=Path("/d/certs/rclone_key"))
+    base.update(kw)
+    return rclone.SftpAccess(**base)
+
+
+def test_sftp_options_are_env_vars_of_the_fixed_remote():
+    env = rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(access()))
+    assert env["RCLONE_CONFIG_DEST_TYPE"] == "sftp"
+    assert env["RCLONE_CONFIG_DEST_SHELL_TYPE"] == "unix"
+    assert env["RCLONE_CONFIG_DEST_KNOWN_HOSTS_FILE"] == "/d/certs/known_hosts"
+    assert env["RCLONE_CONFIG_DEST_HOST_KEY_ALGORITHMS"] == "ssh-ed25519"
+    assert env["RCLONE_CONFIG_DEST_DISABLE_HASHCHECK"] == "true"
+    assert env["RCLONE_CONFIG_DEST_KEY_USE_AGENT"] == "false"
+    assert "RCLONE_CONFIG_DEST_PASS" not in env
+
+
+def test_hostile_values_stay_inside_their_own_option():
+    evil = "x,key_file=/etc/shadow:"
+    opts = rclone.sftp_options(access(user=evil, host=evil))
+    assert opts["user"] == evil and opts["host"] == evil
+    assert set(opts) == {"type", "host", "port", "user", "known_hosts_file", "shell_type", "disable_hashcheck",
+                         "key_use_agent", "ask_password", "host_key_algorithms", "key_file"}
+
+
+def test_password_access_has_no_key_file():
+    opts = rclone.sftp_options(access(key_file=None, obscured_password="OBSCURED"))
+    assert opts["pass"] == "OBSCURED" and "key_file" not in opts
+
+
+def test_base_env_inherits_nothing(monkeypatch):
+    monkeypatch.setenv("RCLONE_CONFIG_DEST_KEY_FILE", "/etc/shadow")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent")
+    env = rclone.base_env(Path("/d"))
+    assert not any(k.startswith("RCLONE_CONFIG") or k == "SSH_AUTH_SOCK" for k in env)
+
+
+def test_dest_path_puts_everything_after_the_fixed_remote():
+    assert rclone.dest_path("/srv/b/", "backup", "alice") == "dest:/srv/b/backup/alice"
+    assert rclone.dest_path("/") == "dest:/"
+
+
+@pytest.mark.parametrize("message, cls", [
+    ('Failed to create file system for "dest:/x": NewFs: couldn\'t connect SSH: ssh: handshake failed: knownhosts: key mismatch', rclone.HOST_KEY_MISMATCH),
+    ("NewFs: couldn't connect SSH: ssh: handshake failed: knownhosts: key is unknown", rclone.HOST_KEY_UNKNOWN),
+    ("ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain", rclone.AUTH_FAILED),
+    ("couldn't connect SSH: dial tcp 127.0.0.1:1: connect: connection refused", rclone.UNREACHABLE),
+    ("dial tcp 10.0.0.1:22: i/o timeout", rclone.TIMEOUT),
+    ("error listing: directory not found", rclone.PATH_MISSING),
+    ("failed to touch (create): Update Create failed: permission denied", rclone.PATH_NOT_WRITABLE),
+    ("Failed to copy: Update ReadFrom failed: sftp: \"No space left on device\"", rclone.DISK_FULL),
+    ("something else entirely", None),
+])
+def test_classify(message, cls):
+    assert rclone.classify([message]) == cls
+
+
+def test_parse_log_line_keeps_non_json_as_an_error():
+    assert rclone.parse_log_line(b'{"level":"info","msg":"x"}\n') == {"level": "info", "msg": "x"}
+    assert rclone.parse_log_line(b"panic: boom\n") == {"level": "error", "msg": "panic: boom"}
+
+
+def test_keyscan_parsing_prefers_ed25519_and_ignores_junk():
+    out = ("# 127.0.0.1:22 SSH-2.0-OpenSSH_9.2\n"
+           "[127.0.0.1]:2222 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==\n"
+           "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH1vLmPyRDsXstRHRLzdB8zhxN1QKoQb00krdMeAmWpk\n"
+           "[127.0.0.1]:2222 ssh-dss AAAA\n"
+           "garbage\n")
+    keys = parse_keyscan(out)
+    assert [k.key_type for k in keys] == ["ssh-ed25519", "ssh-rsa"]
+    assert keys[0].fingerprint.startswith("SHA256:") and len(keys[0].fingerprint) == 50
+    assert keys[1].algorithms == "rsa-sha2-512 rsa-sha2-256"
+
+
+def test_known_hosts_names_match_go_knownhosts():
+    assert known_hosts_name("h", 22) == "h"
+    assert known_hosts_name("h", 2222) == "[h]:2222"
+    assert known_hosts_name("::1", 22) == "[::1]"
+    assert known_hosts_name("::1", 2222) == "[::1]:2222"
+    key = HostKey("ssh-ed25519", "AAAA")
+    assert render_known_hosts([("h", 2222, key), ("h", 2222, key)]) == "[h]:2222 ssh-ed25519 AAAA\n"
