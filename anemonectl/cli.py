@@ -20,7 +20,7 @@ from .client import Client, DaemonUnreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 #: Seconds one job.wait long-poll may take; progress is redrawn after each.
-WAIT_POLL_S = 1.0
+WAIT_POLL_S = 1
 
 
 def exit_code_for(code: int) -> int:

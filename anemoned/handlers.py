@@ -138,10 +138,10 @@ async def key_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
 
 # -- destinations -------------------------------------------------------------------
 
-def load_destination(daemon: "Daemon", name: str) -> Destination:
+def load_destination(daemon: "Daemon", name: str, field: str = "name") -> Destination:
     row = daemon.store.destination_row(name)
     if row is None:
-        raise RpcError(ErrorCode.NOT_FOUND, f"no destination named {name!r}", {"field": "name"})
+        raise RpcError(ErrorCode.NOT_FOUND, f"no destination named {name!r}", {"field": field})
     return Destination.from_row(row)
 
 
@@ -373,3 +373,59 @@ async def dest_test(daemon: "Daemon", p: Params) -> dict[str, Any]:
     event(logging.INFO if result["ok"] else logging.WARNING, "connection test", dest=name,
           result="ok" if result["ok"] else result["class"], detail=None if result["ok"] else result["message"])
     return result
+
+
+# -- jobs ----------------------------------------------------------------------------
+
+@method("sync")
+async def sync(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("destination", max_len=256) or ""
+    dry_run = p.bool("dry_run")
+    p.check_unknown()
+    dest = load_destination(daemon, name, "destination")
+    if not dest.enabled:
+        raise RpcError(ErrorCode.CONFLICT, f"destination {name!r} is disabled; enable it first (anemonectl dest enable {name!r})")
+    row, _created = daemon.jobs.submit(name, "sync", dry_run, trigger="manual")
+    return daemon.jobs.view(row)
+
+
+@method("job.list")
+async def job_list(daemon: "Daemon", p: Params) -> list[dict[str, Any]]:
+    destination = p.str("destination", required=False, max_len=256)
+    limit = p.int("limit", required=False, lo=1, hi=1000) or 20
+    p.check_unknown()
+    if destination is not None:
+        load_destination(daemon, destination, "destination")
+    return [daemon.jobs.view(r) for r in daemon.store.job_rows(destination=destination, limit=limit)]
+
+
+def _job_id(p: Params) -> int:
+    job_id = p.int("id", lo=1, hi=2**62)
+    assert job_id is not None
+    return job_id
+
+
+@method("job.show")
+async def job_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    job_id = _job_id(p)
+    p.check_unknown()
+    return daemon.jobs.view(daemon.jobs.get(job_id))
+
+
+@method("job.wait")
+async def job_wait(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    job_id = _job_id(p)
+    timeout_s = p.int("timeout_s", required=False, lo=0, hi=60)
+    p.check_unknown()
+    daemon.jobs.get(job_id)
+    return daemon.jobs.view(await daemon.jobs.wait(job_id, 30 if timeout_s is None else timeout_s))
+
+
+@method("job.cancel")
+async def job_cancel(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    job_id = _job_id(p)
+    p.check_unknown()
+    row = daemon.jobs.get(job_id)
+    if row["state"] not in ("queued", "running"):
+        raise RpcError(ErrorCode.CONFLICT, f"job {job_id} has already ended ({row['state']})")
+    return daemon.jobs.view(await daemon.jobs.cancel(job_id))

@@ -15,10 +15,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import __version__
 from . import access, handlers
+from .destinations import Destination
+from .jobs import JobOutcome, JobQueue, JobState
+from .sync import JobLog, run_sync
 from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
 from .logs import event, set_level, setup_logging
 from .protocol import Request
@@ -43,18 +46,24 @@ class Daemon:
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
+        self.jobs = JobQueue(self.store, config.max_concurrent_syncs, {"sync": self._sync_job},
+                             on_change=self.refresh_status, on_prune=self._remove_job_logs)
+        interrupted = self.jobs.recover()
+        if interrupted:
+            event(logging.WARNING, "jobs interrupted by the last stop", jobs=",".join(map(str, interrupted)))
 
     async def dispatch(self, request: Request, peer: Peer) -> Any:
         return await handlers.dispatch(self, request)
 
     def status(self) -> dict[str, Any]:
         """The `status` RPC result (CONTRACT: status --json)."""
+        running, queued = self.jobs.counts()
         return {
             "version": __version__,
             "rclone_version": self.rclone_version,
             "uptime_s": round(time.monotonic() - self.started, 1),
-            "jobs_running": 0,
-            "jobs_queued": 0,
+            "jobs_running": running,
+            "jobs_queued": queued,
             "destinations": len(self.store.destination_rows()),
             "next_run": None,
         }
@@ -66,12 +75,43 @@ class Daemon:
         self.refresh_status()
 
     async def before_destination_removed(self, name: str) -> None:
-        pass
+        self.jobs.remove_destination(name)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS=."""
         n = len(self.store.destination_rows())
-        return f"{n} destination{'s' if n != 1 else ''}; idle"
+        running, queued = self.jobs.counts()
+        activity = f"{running} running, {queued} queued" if running or queued else "idle"
+        return f"{n} destination{'s' if n != 1 else ''}; {activity}"
+
+    # -- jobs ------------------------------------------------------------------
+
+    async def _sync_job(self, job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
+        row = self.store.destination_row(job["destination"])
+        if row is None:
+            return JobOutcome(JobState.FAILED, "the destination no longer exists")
+        dest = Destination.from_row(row)
+        log = JobLog(self.job_log_path(job["id"]))
+        try:
+            env = access.rclone_env(self.config, await access.sftp_access(self.config, self.rclone_binary, dest))
+            result = await run_sync(
+                binary=self.rclone_binary, dest_env=env, remote_path=dest.remote_path, users_dir=self.config.users_dir,
+                work_dir=self.config.data_dir / "tmp", job_id=job["id"], dry_run=bool(job["dry_run"]), log=log,
+                report=report,
+            )
+        finally:
+            log.close()
+        for user, u in result.stats.get("users", {}).items():
+            if u.get("warning"):
+                event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=user, reason=u["warning"])
+        return JobOutcome(JobState.SUCCEEDED if result.ok else JobState.FAILED, result.error, result.stats)
+
+    def job_log_path(self, job_id: int) -> Path:
+        return self.config.job_logs_dir / f"{job_id}.log"
+
+    def _remove_job_logs(self, ids: list[int]) -> None:
+        for job_id in ids:
+            self.job_log_path(job_id).unlink(missing_ok=True)
 
     def refresh_status(self) -> None:
         self.notifier.status(self.status_line())
@@ -84,6 +124,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.server.start()
+        self.jobs.pump()  # queued work from before a restart
         event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
               socket=str(self.config.socket), data_dir=str(self.config.data_dir))
         # READY only now: the socket accepts connections.
@@ -95,6 +136,7 @@ class Daemon:
             self.notifier.send("STOPPING=1", "STATUS=stopping")
             event(logging.INFO, "anemoned stopping")
             watchdog.cancel()
+            await self.jobs.shutdown()  # running jobs stopped and recorded
             await self.server.close()
             self.store.close()
             event(logging.INFO, "anemoned stopped")
@@ -131,6 +173,7 @@ class Daemon:
                 return
         self.config = new
         set_level(new.log_level)
+        self.jobs.set_max_concurrent(new.max_concurrent_syncs)
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 
@@ -141,6 +184,7 @@ def prepare_data_dir(config: Config) -> None:
     config.certs_dir.mkdir(exist_ok=True, mode=0o700)
     config.certs_dir.chmod(0o700)
     config.job_logs_dir.mkdir(exist_ok=True, mode=0o750)
+    (config.data_dir / "tmp").mkdir(exist_ok=True, mode=0o700)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,261 @@
+"""The job queue: states, transitions, and the runner that honours
+max_concurrent_syncs and "one job per destination".
+
+All state transitions live in TRANSITIONS; JobQueue._transition is the only
+code that changes a job's state, and it persists every change before anyone
+can observe it. Jobs that were running when the daemon died come back as
+`interrupted`; queued jobs stay queued and run (an operator asked for them).
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .logs import event
+from .protocol import ErrorCode, RpcError
+from .store import Store
+from .timeutil import iso, utc_now
+
+if TYPE_CHECKING:
+    pass
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # an operator cancelled it
+    INTERRUPTED = "interrupted"  # the daemon stopped or died under it
+
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.INTERRUPTED}),
+    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.INTERRUPTED: frozenset(),
+}
+ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+#: Finished jobs kept per destination (with their logs).
+HISTORY_PER_DESTINATION = 100
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def check_transition(current: JobState, new: JobState) -> None:
+    if new not in TRANSITIONS[current]:
+        raise InvalidTransition(f"job cannot go from {current.value} to {new.value}")
+
+
+class JobOutcome:
+    """What a job function returns: the final state, an error, stats."""
+
+    def __init__(self, state: JobState, error: str | None = None, stats: dict[str, Any] | None = None) -> None:
+        self.state = state
+        self.error = error
+        self.stats = stats
+
+
+#: kind -> async fn(job row, progress callback) -> JobOutcome
+JobFunction = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], Awaitable[JobOutcome]]
+
+
+class JobQueue:
+    def __init__(self, store: Store, max_concurrent: int, functions: dict[str, JobFunction],
+                 on_change: Callable[[], None] = lambda: None, on_finished: Callable[[dict[str, Any]], None] = lambda j: None,
+                 on_prune: Callable[[list[int]], None] = lambda ids: None) -> None:
+        self.store = store
+        self.max_concurrent = max_concurrent
+        self.functions = functions
+        self.on_change = on_change
+        self.on_finished = on_finished
+        self.on_prune = on_prune
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.progress: dict[int, dict[str, Any]] = {}
+        self.changed = asyncio.Condition()
+        self.cancel_requested: set[int] = set()
+        self.stopping = False
+
+    # -- start-up and shutdown -------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """After a crash: jobs recorded as running were interrupted."""
+        ids = []
+        for row in self.store.job_rows(limit=10_000, states=(JobState.RUNNING.value,)):
+            self._transition(row, JobState.INTERRUPTED, error="the daemon stopped while the job ran")
+            ids.append(row["id"])
+        return ids
+
+    async def shutdown(self) -> None:
+        """Stop every running job and record it as interrupted."""
+        self.stopping = True
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    # -- queries -----------------------------------------------------------------
+
+    def view(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A job as `job show --json` prints it."""
+        job = {
+            "id": row["id"], "destination": row["destination"], "kind": row["kind"], "state": row["state"],
+            "dry_run": bool(row["dry_run"]), "trigger": row["trigger"], "queued_at": row["queued_at"],
+            "started_at": row["started_at"], "finished_at": row["finished_at"], "error": row["error"],
+            "stats": row["stats"],
+        }
+        if row["id"] in self.progress:
+            job["progress"] = self.progress[row["id"]]
+        return job
+
+    def get(self, job_id: int) -> dict[str, Any]:
+        row = self.store.job_row(job_id)
+        if row is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"no job with id {job_id}", {"field": "id"})
+        return row
+
+    def active_for(self, destination: str) -> dict[str, Any] | None:
+        rows = self.store.job_rows(destination=destination, limit=1, states=ACTIVE)
+        return rows[0] if rows else None
+
+    def counts(self) -> tuple[int, int]:
+        """(running, queued)"""
+        rows = self.store.job_rows(limit=100_000, states=ACTIVE)
+        running = sum(1 for r in rows if r["state"] == JobState.RUNNING.value)
+        return running, len(rows) - running
+
+    # -- changes -------------------------------------------------------------------
+
+    def submit(self, destination: str, kind: str, dry_run: bool, trigger: str) -> tuple[dict[str, Any], bool]:
+        """Queue a job, or return the destination's queued/running one.
+        Returns (job row, created)."""
+        existing = self.active_for(destination)
+        if existing is not None:
+            return existing, False
+        job_id = self.store.insert_job({
+            "destination": destination, "kind": kind, "state": JobState.QUEUED.value, "dry_run": dry_run,
+            "trigger": trigger, "queued_at": iso(utc_now()),
+        })
+        event(logging.INFO, "job queued", job=job_id, dest=destination, kind=kind, trigger=trigger,
+              dry_run=dry_run or None)
+        self._changed()
+        self.pump()
+        return self.get(job_id), True
+
+    async def cancel(self, job_id: int) -> dict[str, Any]:
+        row = self.get(job_id)
+        state = JobState(row["state"])
+        if state == JobState.QUEUED and job_id not in self.tasks:
+            self._transition(row, JobState.CANCELLED, error="cancelled before it started")
+        elif job_id in self.tasks:
+            self.cancel_requested.add(job_id)
+            task = self.tasks[job_id]
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return self.get(job_id)
+
+    def remove_destination(self, destination: str) -> None:
+        """Refuse while a job runs; cancel what is queued."""
+        active = self.active_for(destination)
+        if active and active["state"] == JobState.RUNNING.value:
+            raise RpcError(ErrorCode.CONFLICT, f"job {active['id']} is running for {destination!r}; "
+                           f"cancel it first (anemonectl job cancel {active['id']})")
+        if active:
+            self._transition(active, JobState.CANCELLED, error="its destination was removed")
+
+    async def wait(self, job_id: int, timeout_s: float) -> dict[str, Any]:
+        """The job once it has finished, or as it is after timeout_s."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        async with self.changed:
+            while True:
+                row = self.get(job_id)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if row["state"] not in ACTIVE or remaining <= 0:
+                    return row
+                try:
+                    await asyncio.wait_for(self.changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    return self.get(job_id)
+
+    def set_max_concurrent(self, n: int) -> None:
+        self.max_concurrent = n
+        self.pump()
+
+    def pump(self) -> None:
+        """Start queued jobs, oldest first, while there are free slots."""
+        if self.stopping:
+            return
+        queued = sorted(self.store.job_rows(limit=100_000, states=(JobState.QUEUED.value,)), key=lambda r: r["id"])
+        for row in queued:
+            if len(self.tasks) >= self.max_concurrent:
+                return
+            if row["id"] not in self.tasks:
+                self.tasks[row["id"]] = asyncio.get_running_loop().create_task(self._run(row))
+
+    # -- running -----------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.on_change()
+
+        async def notify() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+
+        try:
+            asyncio.get_running_loop().create_task(notify())
+        except RuntimeError:
+            pass  # no loop (start-up recovery)
+
+    def _transition(self, row: dict[str, Any], new: JobState, error: str | None = None,
+                    stats: dict[str, Any] | None = None) -> None:
+        check_transition(JobState(row["state"]), new)
+        changes: dict[str, Any] = {"state": new.value}
+        now = iso(utc_now())
+        if new == JobState.RUNNING:
+            changes["started_at"] = now
+        else:
+            changes["finished_at"] = now
+            changes["error"] = error
+            if stats is not None:
+                changes["stats"] = stats
+        self.store.update_job(row["id"], changes)
+        if new != JobState.RUNNING:
+            event(logging.INFO if new == JobState.SUCCEEDED else logging.WARNING, f"job {new.value}", job=row["id"],
+                  dest=row["destination"], kind=row["kind"], error=error)
+            self.on_finished(self.get(row["id"]))
+            pruned = self.store.prune_jobs(row["destination"], HISTORY_PER_DESTINATION)
+            if pruned:
+                self.on_prune(pruned)
+        self._changed()
+
+    async def _run(self, row: dict[str, Any]) -> None:
+        job_id = row["id"]
+        self._transition(row, JobState.RUNNING)
+        event(logging.INFO, "job started", job=job_id, dest=row["destination"], kind=row["kind"])
+        self.progress[job_id] = {}
+
+        def report(progress: dict[str, Any]) -> None:
+            self.progress[job_id] = progress
+            self._changed()
+
+        try:
+            outcome = await self.functions[row["kind"]](self.get(job_id), report)
+        except asyncio.CancelledError:
+            if job_id in self.cancel_requested:
+                outcome = JobOutcome(JobState.CANCELLED, "cancelled by the operator")
+            else:
+                outcome = JobOutcome(JobState.INTERRUPTED, "the daemon stopped while the job ran")
+        except Exception as exc:  # a bug fails one job, never the daemon
+            event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__)
+            outcome = JobOutcome(JobState.FAILED, f"internal error ({type(exc).__name__}); see the daemon log")
+        finally:
+            self.tasks.pop(job_id, None)
+            self.progress.pop(job_id, None)
+            self.cancel_requested.discard(job_id)
+        self._transition(self.get(job_id), outcome.state, outcome.error, outcome.stats)
+        self.pump()

@@ -1,0 +1,359 @@
+"""A sync job: mirror every user's backup/ to {remote_path}/backup/{user}/.
+
+Design (from NOTES-performance): ONE rclone process per job. The source is
+a `combine` remote whose upstreams are `user=/users_dir/user/backup`, synced
+to `dest:{remote_path}/backup`; rclone then shares one SSH connection pool
+for all users instead of paying handshakes per user, and with
+disable_hashcheck it compares size and modification time (content is proven
+by a separate verify job).
+
+Before syncing, the top level of the remote backup/ is listed once; a remote
+user directory whose local user is not backed up this time (no backup/,
+empty, symlinked, unsafe) is excluded, so it is kept as it is, never wiped
+because a directory went missing locally.
+
+Pure parts (planning, argv, reading rclone's JSON log) are separate from the
+one coroutine that runs things.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import rclone
+from .destinations import USER_RE
+
+#: Per-job log files are capped; the rest of a huge log is dropped with a note.
+JOB_LOG_MAX_BYTES = 8 * 1024 * 1024
+
+
+# -- planning (pure once the directory facts are gathered) -------------------
+
+@dataclass(frozen=True)
+class LocalUser:
+    name: str
+    backup_dir: Path
+    problem: str | None  # why it is not backed up this time, or None
+
+
+@dataclass
+class SyncPlan:
+    included: list[LocalUser]
+    #: users not backed up this time, with the reason (shown per user)
+    skipped: dict[str, str]
+    #: remote user directories the sync must leave exactly as they are
+    kept_remote: set[str]
+    #: warnings that are not about one user (unsafe names, ...)
+    warnings: list[str] = field(default_factory=list)
+
+
+def safe_user_name(name: str) -> bool:
+    return bool(USER_RE.match(name)) and name not in (".", "..")
+
+
+def scan_users(users_dir: Path) -> tuple[list[LocalUser], list[str]]:
+    """Every sub-directory of users_dir as a LocalUser, plus warnings for
+    entries that are not turned into remote paths at all."""
+    users: list[LocalUser] = []
+    warnings: list[str] = []
+    try:
+        entries = sorted(os.scandir(users_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        return [], [f"users_dir {users_dir} does not exist"]
+    users_dev = users_dir.stat().st_dev
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if not safe_user_name(entry.name):
+            warnings.append(f"skipped a user directory with an unsafe name: {entry.name!r}")
+            continue
+        backup = Path(entry.path) / "backup"
+        users.append(LocalUser(entry.name, backup, _backup_problem(backup, users_dev)))
+    return users, warnings
+
+
+def _backup_problem(backup: Path, users_dev: int) -> str | None:
+    try:
+        st = backup.lstat()
+    except FileNotFoundError:
+        return "no backup/ directory"
+    except OSError as exc:
+        return f"backup/ cannot be read: {exc.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return "backup/ is a symbolic link; it is not followed"
+    if not stat.S_ISDIR(st.st_mode):
+        return "backup/ is not a directory"
+    if st.st_dev != users_dev:
+        return "backup/ is on another file system; it is not crossed"
+    try:
+        with os.scandir(backup) as it:
+            empty = next(it, None) is None
+    except OSError as exc:
+        return f"backup/ cannot be read: {exc.strerror}"
+    return "backup/ is empty" if empty else None
+
+
+def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterable[str]) -> SyncPlan:
+    """Which users to sync, which to skip, which remote directories to keep.
+
+    An empty backup/ is synced only when the remote has nothing for that
+    user (there is nothing to lose); when the remote has a copy, an empty or
+    missing local tree looks like an accident, and the copy is kept. A
+    directory without backup/ and without a remote copy is simply not a
+    user who backs up, and is not mentioned.
+    """
+    remote = set(remote_users)
+    included: list[LocalUser] = []
+    skipped: dict[str, str] = {}
+    for user in users:
+        if user.problem is None or (user.problem == "backup/ is empty" and user.name not in remote):
+            included.append(user)
+        elif user.name in remote:
+            skipped[user.name] = f"{user.problem}; the remote copy is kept as it is"
+        elif user.problem != "no backup/ directory":
+            skipped[user.name] = user.problem
+    local_names = {u.name for u in users}
+    for name in sorted(remote - local_names):
+        if safe_user_name(name):
+            skipped[name] = "no such user directory any more; the remote copy is kept as it is"
+    # Everything remote that is not synced this time is kept, including
+    # names we would never have created ourselves.
+    kept = remote - {u.name for u in included}
+    return SyncPlan(included, skipped, kept, list(warnings))
+
+
+def combine_upstreams(users: list[LocalUser]) -> str:
+    """The combine remote's `upstreams` value: space-separated, each entry
+    quoted CSV-style (rclone's SpaceSepList), so a path with spaces or
+    quotes in users_dir stays one entry. User names were validated."""
+    return " ".join('"' + f"{u.name}={u.backup_dir}".replace('"', '""') + '"' for u in users)
+
+
+def filter_rules(kept_remote: Iterable[str]) -> str:
+    """rclone filter rules that keep the given remote directories out of the
+    sync (neither changed nor deleted). Names come from the remote listing,
+    so glob characters are escaped; a name with a line break cannot be
+    listed, and is refused here rather than split into two rules."""
+    lines = []
+    for name in sorted(kept_remote):
+        if "\n" in name or "\r" in name:
+            raise ValueError("a remote directory name contains a line break")
+        escaped = "".join("\\" + c if c in "\\*?[]{}" else c for c in name)
+        lines.append(f"- /{escaped}/**\n")
+    return "".join(lines)
+
+
+def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool) -> list[str]:
+    args = [
+        "sync", f"{rclone.SRC_REMOTE}:", rclone.dest_path(remote_path, "backup"),
+        *rclone.global_args("INFO"),
+        "--stats", "1s", "--stats-log-level", "NOTICE",
+        # Local side: never leave a user's own tree (mount points), never
+        # follow symlinks (rclone's default, restated), mirror empty dirs.
+        "--one-file-system", "--create-empty-src-dirs",
+        "--retries", "3", "--low-level-retries", "10",
+    ]
+    if filter_file is not None:
+        args += ["--filter-from", str(filter_file)]
+    if dry_run:
+        args.append("--dry-run")
+    return args
+
+
+def source_env(users: list[LocalUser]) -> dict[str, str]:
+    return rclone.option_env(rclone.SRC_REMOTE, {"type": "combine", "upstreams": combine_upstreams(users)})
+
+
+# -- reading rclone's JSON log -------------------------------------------------
+
+def _user_of(record: dict[str, Any]) -> str | None:
+    obj = record.get("object")
+    if isinstance(obj, str) and "/" in obj and record.get("objectType") != "string":
+        return obj.split("/", 1)[0]
+    return None
+
+
+class StatsCollector:
+    """Turns rclone's JSON log records into job statistics and progress."""
+
+    def __init__(self, users: Iterable[str], dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.users: dict[str, dict[str, Any]] = {
+            u: {"files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0, "errors": 0,
+                "status": "succeeded", "warning": None} for u in users}
+        self.final: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.current_user: str | None = None
+
+    def feed(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Account for one record; returns a progress dict for stats records."""
+        if isinstance(record.get("stats"), dict):
+            self.final = record["stats"]
+            return self.progress()
+        user = _user_of(record)
+        per_user = self.users.get(user) if user else None
+        msg = str(record.get("msg", ""))
+        if per_user is not None:
+            self.current_user = user
+            if msg.startswith("Copied (") or (self.dry_run and record.get("skipped") == "copy"):
+                per_user["files_transferred"] += 1
+                per_user["bytes_transferred"] += int(record.get("size") or 0)
+            elif msg == "Deleted" or (self.dry_run and record.get("skipped") == "delete"):
+                per_user["files_deleted"] += 1
+        if record.get("level") in ("error", "critical", "fatal"):
+            self.errors.append(msg)
+            if per_user is not None:
+                per_user["errors"] += 1
+                per_user["status"] = "failed"
+        return None
+
+    def progress(self) -> dict[str, Any]:
+        s = self.final
+        current = None
+        for t in s.get("transferring") or []:
+            name = t.get("name") if isinstance(t, dict) else None
+            if isinstance(name, str) and "/" in name:
+                current = name.split("/", 1)[0]
+                break
+        return {
+            "bytes": s.get("bytes", 0), "total_bytes": s.get("totalBytes", 0),
+            "files": s.get("transfers", 0), "total_files": s.get("totalTransfers", 0),
+            "checks": s.get("checks", 0), "speed": round(s.get("speed") or 0), "eta_s": s.get("eta"),
+            "current_user": current or self.current_user,
+        }
+
+    def stats(self, duration_s: float) -> dict[str, Any]:
+        """The job's stats (CONTRACT: job show). In a dry run, the counts
+        are what a real run would transfer and delete."""
+        users = self.users
+        transferred = sum(u["files_transferred"] for u in users.values())
+        deleted = sum(u["files_deleted"] for u in users.values())
+        return {
+            "files_transferred": transferred if self.dry_run else self.final.get("transfers", transferred),
+            "bytes_transferred": sum(u["bytes_transferred"] for u in users.values()) if self.dry_run
+            else self.final.get("bytes", 0),
+            "files_deleted": deleted if self.dry_run else self.final.get("deletes", deleted),
+            "checks": self.final.get("checks", 0),
+            "errors": self.final.get("errors", len(self.errors)),
+            "duration_s": round(duration_s, 3),
+            "users": {name: {k: v for k, v in u.items() if k != "errors"} for name, u in users.items()},
+        }
+
+
+# -- the job log -----------------------------------------------------------------
+
+class JobLog:
+    """The full rclone log of one job, as JSON lines, capped in size."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = path.open("w", encoding="utf-8")
+        os.chmod(path, 0o640)
+        self.written = 0
+        self.truncated = False
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.truncated:
+            return
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        if self.written + len(line) > JOB_LOG_MAX_BYTES:
+            self.file.write(json.dumps({"level": "notice", "msg": "log truncated: the rest of rclone's log was dropped"}) + "\n")
+            self.truncated = True
+            return
+        self.file.write(line)
+        self.written += len(line)
+
+    def note(self, msg: str, **fields: Any) -> None:
+        self.write({"level": "notice", "msg": msg, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# -- the one coroutine that does it ---------------------------------------------------
+
+@dataclass
+class SyncResult:
+    ok: bool
+    error: str | None
+    stats: dict[str, Any]
+
+
+async def list_remote_users(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> list[str]:
+    """Top-level directory names under {remote_path}/backup ([] if absent);
+    raises SyncFailed when the remote cannot be reached."""
+    result = await rclone.run(binary, ["lsf", "--dirs-only", "--max-depth", "1", rclone.dest_path(remote_path, "backup"),
+                                       *rclone.global_args("NOTICE"), "--retries", "1"],
+                              env, capture_stdout=True, on_record=log.write, timeout_s=120)
+    if result.ok:
+        return [line.rstrip("/") for line in result.stdout.decode(errors="replace").splitlines() if line.strip()]
+    messages = rclone.error_messages(result.records) or [str(r.get("msg")) for r in result.records]
+    cls = rclone.classify(messages)
+    if cls == rclone.PATH_MISSING or result.returncode == 3:
+        return []  # first sync: nothing there yet
+    raise SyncFailed(cls, rclone.first_error(result.records) or "rclone could not list the remote")
+
+
+class SyncFailed(Exception):
+    def __init__(self, cls: str | None, message: str) -> None:
+        super().__init__(message)
+        self.cls = cls
+        self.message = f"{cls}: {message}" if cls else message
+
+
+async def run_sync(
+    *, binary: str, dest_env: dict[str, str], remote_path: str, users_dir: Path, work_dir: Path, job_id: int,
+    dry_run: bool, log: JobLog, report: Callable[[dict[str, Any]], None],
+) -> SyncResult:
+    started = time.monotonic()
+    users, warnings = scan_users(users_dir)
+    try:
+        remote_users = await list_remote_users(binary, dest_env, remote_path, log)
+    except SyncFailed as err:
+        return SyncResult(False, err.message, StatsCollector([], dry_run).stats(time.monotonic() - started))
+    plan = make_plan(users, warnings, remote_users)
+    collector = StatsCollector([u.name for u in plan.included], dry_run)
+    for name, why in plan.skipped.items():
+        collector.users[name] = {"files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0, "errors": 0,
+                                 "status": "skipped", "warning": why}
+        log.note("user skipped", user=name, reason=why)
+    for warning in plan.warnings:
+        log.note(warning)
+    if not plan.included:
+        stats = collector.stats(time.monotonic() - started)
+        stats["warnings"] = plan.warnings + ["no user has anything to back up"]
+        return SyncResult(True, None, stats)
+
+    filter_file = None
+    if plan.kept_remote:
+        filter_file = work_dir / f"job-{job_id}.filter"
+        filter_file.write_text(filter_rules(plan.kept_remote))
+    env = {**dest_env, **source_env(plan.included)}
+
+    def on_record(record: dict[str, Any]) -> None:
+        log.write(record)
+        progress = collector.feed(record)
+        if progress is not None:
+            report(progress)
+
+    try:
+        result = await rclone.run(binary, sync_args(remote_path, filter_file, dry_run), env,
+                                  on_record=on_record, keep_records=False)
+    finally:
+        if filter_file is not None:
+            filter_file.unlink(missing_ok=True)
+    stats = collector.stats(time.monotonic() - started)
+    if plan.warnings:
+        stats["warnings"] = plan.warnings
+    if result.ok:
+        return SyncResult(True, None, stats)
+    records = [{"level": "error", "msg": m} for m in collector.errors]
+    cls = rclone.classify(collector.errors)
+    first = rclone.first_error(records) or f"rclone exited with status {result.returncode}"
+    return SyncResult(False, f"{cls}: {first}" if cls else first, stats)
