@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from .logs import event
 from .protocol import ErrorCode, RpcError
 from .store import Store
 from .timeutil import iso, utc_now
-
-if TYPE_CHECKING:
-    pass
-
 
 class JobState(str, enum.Enum):
     QUEUED = "queued"
@@ -78,7 +74,8 @@ class JobQueue:
         self.on_prune = on_prune
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.progress: dict[int, dict[str, Any]] = {}
-        self.changed = asyncio.Condition()
+        # Replaced on every change; waiters hold the old one, which is set.
+        self.change = asyncio.Event()
         self.cancel_requested: set[int] = set()
         self.stopping = False
 
@@ -170,17 +167,18 @@ class JobQueue:
 
     async def wait(self, job_id: int, timeout_s: float) -> dict[str, Any]:
         """The job once it has finished, or as it is after timeout_s."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        async with self.changed:
-            while True:
-                row = self.get(job_id)
-                remaining = deadline - asyncio.get_running_loop().time()
-                if row["state"] not in ACTIVE or remaining <= 0:
-                    return row
-                try:
-                    await asyncio.wait_for(self.changed.wait(), remaining)
-                except asyncio.TimeoutError:
-                    return self.get(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            change = self.change
+            row = self.get(job_id)
+            remaining = deadline - loop.time()
+            if row["state"] not in ACTIVE or remaining <= 0:
+                return row
+            try:
+                await asyncio.wait_for(change.wait(), remaining)
+            except asyncio.TimeoutError:
+                return self.get(job_id)
 
     def set_max_concurrent(self, n: int) -> None:
         self.max_concurrent = n
@@ -201,15 +199,8 @@ class JobQueue:
 
     def _changed(self) -> None:
         self.on_change()
-
-        async def notify() -> None:
-            async with self.changed:
-                self.changed.notify_all()
-
-        try:
-            asyncio.get_running_loop().create_task(notify())
-        except RuntimeError:
-            pass  # no loop (start-up recovery)
+        change, self.change = self.change, asyncio.Event()
+        change.set()
 
     def _transition(self, row: dict[str, Any], new: JobState, error: str | None = None,
                     stats: dict[str, Any] | None = None) -> None:

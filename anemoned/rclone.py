@@ -13,14 +13,18 @@ Safety rules, for every feature:
 
 The runner puts rclone in its own process group (so a cancel reaches every
 thread and child) and asks the kernel to kill it if the daemon dies
-(PR_SET_PDEATHSIG), so no rclone outlives the daemon, even after SIGKILL.
+(PR_SET_PDEATHSIG, set by util-linux's setpriv just before it execs rclone),
+so no rclone outlives the daemon, even after SIGKILL. It is not done with
+subprocess's preexec_fn: Python code between fork and exec can deadlock on a
+lock held by another thread (asyncio's child watcher threads), and the
+parent then blocks in fork_exec with the whole event loop.
 """
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
+import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,9 @@ from typing import Any, Callable
 
 DEST_REMOTE = "dest"
 SRC_REMOTE = "src"
-_PR_SET_PDEATHSIG = 1
+_SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")
+#: argv prefix that makes the kernel SIGKILL the child when the daemon dies.
+DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 
 
 # -- pure builders --------------------------------------------------------------
@@ -188,12 +194,6 @@ class RcloneResult:
         return self.returncode == 0
 
 
-def _child_setup() -> None:
-    # Runs in the child between fork and exec: die with the daemon.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 async def run(
     binary: str,
     args: list[str],
@@ -213,11 +213,11 @@ async def run(
     (a large sync would otherwise hold every line in memory).
     """
     proc = await asyncio.create_subprocess_exec(
-        binary, *args,
+        *DIE_WITH_PARENT, binary, *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE if capture_stdout else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        env=env, start_new_session=True, preexec_fn=_child_setup,
+        env=env, start_new_session=True,
         limit=1024 * 1024,
     )
     records: list[dict[str, Any]] = []

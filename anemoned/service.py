@@ -128,12 +128,12 @@ class Daemon:
         event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
               socket=str(self.config.socket), data_dir=str(self.config.data_dir))
         # READY only now: the socket accepts connections.
-        self.notifier.send("READY=1", f"STATUS={self.status_line()}")
+        self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
         watchdog = asyncio.create_task(self._watchdog())
         try:
             await self.stopping.wait()
         finally:
-            self.notifier.send("STOPPING=1", "STATUS=stopping")
+            self.notifier.send("STOPPING=1", "STATUS=stopping", important=True)
             event(logging.INFO, "anemoned stopping")
             watchdog.cancel()
             await self.jobs.shutdown()  # running jobs stopped and recorded

@@ -2,12 +2,20 @@
 
 A thin wrapper over sdnotify that does nothing when NOTIFY_SOCKET is unset,
 so the daemon runs the same in the foreground and under systemd.
+
+Sending must never block the event loop: a datagram socket whose reader is
+slow (its queue holds only a few messages) would block sendto() forever.
+STATUS and WATCHDOG are sent without waiting and dropped if the queue is
+full (the next one supersedes them); READY and STOPPING wait up to
+IMPORTANT_TIMEOUT_S, since systemd acts on them.
 """
 from __future__ import annotations
 
 import os
 
 import sdnotify
+
+IMPORTANT_TIMEOUT_S = 2.0
 
 
 class Notifier:
@@ -16,9 +24,12 @@ class Notifier:
         self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
         self._last_status: str | None = None
 
-    def send(self, *assignments: str) -> None:
-        if self._notifier is not None:
-            self._notifier.notify("\n".join(assignments))
+    def send(self, *assignments: str, important: bool = False) -> None:
+        if self._notifier is None:
+            return
+        # sdnotify swallows socket errors (EAGAIN, timeouts) unless debug.
+        self._notifier.socket.settimeout(IMPORTANT_TIMEOUT_S if important else 0)
+        self._notifier.notify("\n".join(assignments))
 
     def status(self, line: str) -> None:
         """STATUS=, sent only when it changed (systemctl status shows it)."""

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ class DaemonProcess:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(notify_path))
         self.notifications = []
+        # Read notifications as systemd would, all the time, so that the
+        # daemon's queue never fills up.
+        self._reader = threading.Thread(target=self._read_notifications, args=(self.notify,), daemon=True)
+        self._reader.start()
         self.proc = subprocess.Popen(
             [ANEMONED, "--config", str(self.config_path)],
             stdout=subprocess.DEVNULL, stderr=None if log_to_terminal else self.log.open("ab"),
@@ -62,19 +67,24 @@ class DaemonProcess:
         )
         self.wait_notification("READY=1", timeout_s)
 
+    def _read_notifications(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                self.notifications.append(sock.recv(4096).decode())
+            except OSError:
+                return  # closed by stop()
+
     def wait_notification(self, wanted: str, timeout_s: float = 30.0) -> str:
         """Block until a notification containing `wanted` arrives."""
-        assert self.notify is not None and self.proc is not None
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if any(wanted in n.splitlines() or wanted in n for n in self.notifications):
-                return next(n for n in self.notifications if wanted in n)
-            self.notify.settimeout(0.2)
-            try:
-                self.notifications.append(self.notify.recv(4096).decode())
-            except socket.timeout:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"anemoned exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+            for n in list(self.notifications):
+                if wanted in n:
+                    return n
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"anemoned exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+            time.sleep(0.02)
         raise TimeoutError(f"no {wanted} from anemoned; got {self.notifications}")
 
     def log_text(self) -> str:
@@ -88,7 +98,8 @@ class DaemonProcess:
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not any("STOPPING=1" in n for n in self.notifications):  # not already stopping
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -96,10 +107,14 @@ class DaemonProcess:
                 self.proc.wait()
         code = self.proc.returncode
         self.proc = None
+        self._close_notify()
+        return code
+
+    def _close_notify(self) -> None:
         if self.notify is not None:
+            self.notify.shutdown(socket.SHUT_RDWR)
             self.notify.close()
             self.notify = None
-        return code
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as in a crash."""
@@ -107,6 +122,7 @@ class DaemonProcess:
         self.proc.kill()
         self.proc.wait()
         self.proc = None
+        self._close_notify()
 
     # -- the real client ----------------------------------------------------
 

@@ -1,0 +1,225 @@
+"""Sync jobs against a real sshd with the real rclone and the real daemon."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.daemon import DaemonProcess
+from testbed.sshd import SshServer
+
+GIB = 1024 ** 3
+
+
+def write(path: Path, data: str | bytes, mtime: float | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    """relative path -> (content, mtime in whole seconds) for every file."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            out[str(p.relative_to(root))] = (p.read_bytes(), int(p.stat().st_mtime))
+    return out
+
+
+def sparse(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.truncate(size)
+
+
+@pytest.fixture
+def setup(make_daemon, sshd: SshServer):
+    def make(n_destinations: int = 1, **config) -> tuple[DaemonProcess, list[Path]]:
+        daemon = make_daemon(**config)
+        sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+        remotes = []
+        for i in range(n_destinations):
+            remote = sshd.remote_dir(f"dest{i}")
+            res = daemon.ctl("dest", "add", f"d{i}", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+                             "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
+            assert res.returncode == 0, res.stderr
+            remotes.append(remote)
+        return daemon, remotes
+    return make
+
+
+def sync(daemon: DaemonProcess, name: str = "d0", *extra: str, expect: int = 0) -> dict:
+    return daemon.ctl_json("sync", name, "--wait", *extra, expect=expect, timeout_s=300)
+
+
+def rclone_processes_for(marker: str) -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "rclone" in cmd and marker in cmd:
+                pids.append(int(pid))
+    return pids
+
+
+def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
+    daemon, (remote,) = setup()
+    users = daemon.users_dir
+    t0 = 1_700_000_000
+    write(users / "alice/backup/documents/report 2024.txt", "quarterly\n" * 100, t0)
+    write(users / "alice/backup/photos/été/chat.jpg", b"\xff\xd8" * 3000, t0 + 1)
+    write(users / "alice/backup/-leading-dash", "dash", t0 + 2)
+    write(users / "bob/backup/a/b/c/d/deep.txt", "deep", t0 + 3)
+    write(users / "bob/backup/spaces in name/ file .txt", "sp", t0 + 4)
+    write(users / "charlie/backup/日本語.txt", "unicode", t0 + 5)
+    (users / "alice/backup/documents/passwd").symlink_to("/etc/passwd")
+    (users / "dave").mkdir()  # a user directory without backup/: not a backup user
+    (users / "mallory").mkdir()
+    (users / "mallory/backup").symlink_to("/etc")  # symlinked backup/: never followed
+
+    job = sync(daemon)
+    assert job["state"] == "succeeded" and job["error"] is None
+    for user in ("alice", "bob", "charlie"):
+        assert tree(remote / "backup" / user) == tree(users / user / "backup"), user
+    assert not (remote / "backup/alice/documents/passwd").exists()
+    assert sorted(p.name for p in (remote / "backup").iterdir()) == ["alice", "bob", "charlie"]
+    st = job["stats"]
+    assert (st["files_transferred"], st["files_deleted"], st["errors"]) == (6, 0, 0)
+    assert st["bytes_transferred"] == sum(len(c) for u in ("alice", "bob", "charlie")
+                                          for c, _ in tree(users / u / "backup").values())
+    assert st["users"]["alice"]["files_transferred"] == 3
+    assert st["users"]["alice"]["bytes_transferred"] == 1000 + 6000 + 4
+    assert st["users"]["bob"] == {"files_transferred": 2, "bytes_transferred": 6, "files_deleted": 0,
+                                  "status": "succeeded", "warning": None}
+    assert st["users"]["mallory"]["status"] == "skipped" and "symbolic link" in st["users"]["mallory"]["warning"]
+    assert "dave" not in st["users"]
+    assert set(job) >= {"id", "destination", "kind", "state", "dry_run", "queued_at", "started_at", "finished_at", "error", "stats"}
+    assert set(st) >= {"files_transferred", "bytes_transferred", "files_deleted", "checks", "errors", "duration_s", "users"}
+
+    again = sync(daemon)
+    assert (again["stats"]["files_transferred"], again["stats"]["bytes_transferred"], again["stats"]["checks"]) == (0, 0, 6)
+
+    write(users / "bob/backup/a/b/c/d/deep.txt", "deeper now", t0 + 100)
+    (users / "alice/backup/-leading-dash").unlink()
+    dry = sync(daemon, "d0", "--dry-run")
+    assert dry["dry_run"] is True
+    assert (dry["stats"]["files_transferred"], dry["stats"]["files_deleted"]) == (1, 1)
+    assert (remote / "backup/alice/-leading-dash").exists()  # a dry run changes nothing
+    changed = sync(daemon)
+    st = changed["stats"]
+    assert (st["files_transferred"], st["bytes_transferred"], st["files_deleted"]) == (1, 10, 1)
+    assert st["users"]["bob"]["files_transferred"] == 1 and st["users"]["alice"]["files_deleted"] == 1
+    assert tree(remote / "backup/bob") == tree(users / "bob/backup")
+    assert not (remote / "backup/alice/-leading-dash").exists()
+
+    shown = daemon.ctl_json("dest", "show", "d0")["last_sync"]
+    assert shown == {"job": changed["id"], "at": changed["finished_at"], "status": "succeeded", "error": None,
+                     "files_transferred": 1, "bytes_transferred": 10}
+    assert [j["id"] for j in daemon.ctl_json("job", "list", "--dest", "d0", "--limit", "2")] == [changed["id"], dry["id"]]
+    log = daemon.data_dir / "job-logs" / f"{changed['id']}.log"
+    assert '"Deleted"' in log.read_text()
+
+
+def test_a_user_whose_tree_vanished_keeps_the_remote_copy(setup):
+    daemon, (remote,) = setup()
+    write(daemon.users_dir / "alice/backup/keep.txt", "precious")
+    write(daemon.users_dir / "bob/backup/b.txt", "b")
+    assert sync(daemon)["state"] == "succeeded"
+    (daemon.users_dir / "alice/backup/keep.txt").unlink()  # backup/ now empty
+    os.rename(daemon.users_dir / "bob", daemon.users_dir / "bob.gone")  # not a safe-name user dir any more? it is
+    job = sync(daemon)
+    assert job["state"] == "succeeded"
+    assert (remote / "backup/alice/keep.txt").read_text() == "precious"
+    assert (remote / "backup/bob/b.txt").read_text() == "b"
+    assert job["stats"]["users"]["alice"]["status"] == "skipped"
+    assert "empty" in job["stats"]["users"]["alice"]["warning"]
+    assert job["stats"]["users"]["bob"]["status"] == "skipped"
+    assert "user skipped" in daemon.log_text() and "user=alice" in daemon.log_text()
+
+
+def test_cancel_second_request_and_progress_on_a_long_sync(setup):
+    daemon, (remote,) = setup()
+    sparse(daemon.users_dir / "alice/backup/big.img", 3 * GIB)
+    first = daemon.ctl("sync", "d0")
+    assert first.returncode == 0
+    job_id = int(first.stdout.strip())
+    progress = _wait_for_progress(daemon, job_id)
+    assert progress["current_user"] == "alice" and progress["total_bytes"] == 3 * GIB
+
+    # Asking again while it runs returns the same job.
+    assert int(daemon.ctl("sync", "d0").stdout.strip()) == job_id
+    assert daemon.ctl_json("status")["jobs_running"] == 1
+
+    started = time.monotonic()
+    cancelled = daemon.ctl("job", "cancel", str(job_id))
+    assert cancelled.returncode == 0
+    assert time.monotonic() - started < 5
+    job = daemon.ctl_json("job", "show", str(job_id))
+    assert job["state"] == "cancelled"
+    assert rclone_processes_for(str(remote)) == []
+    waited = daemon.ctl("job", "wait", str(job_id))
+    assert waited.returncode == 1  # a cancelled job is a failed outcome
+
+
+def _wait_for_progress(daemon: DaemonProcess, job_id: int, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = daemon.ctl_json("job", "show", str(job_id))
+        p = job.get("progress") or {}
+        if p.get("bytes", 0) > 0:
+            return p
+        assert job["state"] in ("queued", "running"), job
+        time.sleep(0.1)
+    raise AssertionError("no progress")
+
+
+def test_concurrency_limit_holds_with_three_destinations(setup):
+    daemon, remotes = setup(3, max_concurrent_syncs=2)
+    sparse(daemon.users_dir / "alice/backup/big.img", GIB)
+    ids = [int(daemon.ctl("sync", f"d{i}").stdout.strip()) for i in range(3)]
+    for job_id in ids:
+        assert daemon.ctl_json("job", "wait", str(job_id), timeout_s=300)["state"] == "succeeded"
+    running, peak, order = 0, 0, []
+    for m in re.finditer(r"job (started|succeeded) job=(\d+)", daemon.log_text()):
+        running += 1 if m[1] == "started" else -1
+        peak = max(peak, running)
+        order.append((m[1], int(m[2])))
+    assert peak == 2
+    # the third started only after one of the first two finished
+    third_start = order.index(("started", ids[2]))
+    assert any(kind == "succeeded" for kind, _ in order[:third_start])
+    for remote in remotes:
+        assert (remote / "backup/alice/big.img").stat().st_size == GIB
+
+
+def test_sigkill_leaves_no_rclone_and_sigterm_records_interrupted(setup):
+    daemon, (remote,) = setup()
+    sparse(daemon.users_dir / "alice/backup/big.img", 4 * GIB)
+    job_id = int(daemon.ctl("sync", "d0").stdout.strip())
+    _wait_for_progress(daemon, job_id)
+    assert rclone_processes_for(str(remote))
+    daemon.kill()
+    deadline = time.monotonic() + 5
+    while rclone_processes_for(str(remote)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rclone_processes_for(str(remote)) == []
+
+    daemon.start()
+    job = daemon.ctl_json("job", "show", str(job_id))
+    assert job["state"] == "interrupted"
+
+    job_id = int(daemon.ctl("sync", "d0").stdout.strip())
+    _wait_for_progress(daemon, job_id)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.stop() == 0
+    assert rclone_processes_for(str(remote)) == []
+    daemon.start()
+    assert daemon.ctl_json("job", "show", str(job_id))["state"] == "interrupted"
