@@ -21,7 +21,7 @@ from . import __version__
 from . import access, handlers
 from .destinations import Destination
 from .jobs import JobOutcome, JobQueue, JobState
-from .sync import JobLog, run_sync
+from .sync import JobLog, remembered_remote_users, run_sync
 from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
 from .logs import event, set_level, setup_logging
 from .protocol import Request
@@ -92,12 +92,14 @@ class Daemon:
             return JobOutcome(JobState.FAILED, "the destination no longer exists")
         dest = Destination.from_row(row)
         log = JobLog(self.job_log_path(job["id"]))
+        last = self.store.last_real_success_row(dest.name, "sync")
+        known = remembered_remote_users(last["stats"] if last else None, dest.remote_path)
         try:
             env = access.rclone_env(self.config, await access.sftp_access(self.config, self.rclone_binary, dest))
             result = await run_sync(
                 binary=self.rclone_binary, dest_env=env, remote_path=dest.remote_path, users_dir=self.config.users_dir,
                 work_dir=self.config.data_dir / "tmp", job_id=job["id"], dry_run=bool(job["dry_run"]), log=log,
-                report=report,
+                report=report, known_remote_users=known,
             )
         finally:
             log.close()

@@ -150,6 +150,15 @@ class Store:
         ).fetchone()
         return _row(r) if r else None
 
+    def last_real_success_row(self, destination: str, kind: str) -> dict[str, Any] | None:
+        """The newest succeeded job of `kind` that was not a dry run."""
+        r = self.db.execute(
+            "SELECT * FROM jobs WHERE destination = ? AND kind = ? AND state = 'succeeded' AND dry_run = 0 "
+            "ORDER BY id DESC LIMIT 1",
+            (destination, kind),
+        ).fetchone()
+        return _row(r) if r else None
+
     def prune_jobs(self, destination: str, keep: int) -> list[int]:
         """Delete finished jobs of a destination beyond the newest `keep`;
         returns the ids removed (their logs go too)."""

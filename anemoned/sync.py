@@ -7,10 +7,13 @@ for all users instead of paying handshakes per user, and with
 disable_hashcheck it compares size and modification time (content is proven
 by a separate verify job).
 
-Before syncing, the top level of the remote backup/ is listed once; a remote
-user directory whose local user is not backed up this time (no backup/,
-empty, symlinked, unsafe) is excluded, so it is kept as it is, never wiped
-because a directory went missing locally.
+A remote user directory whose local user is not backed up this time (no
+backup/, empty, symlinked, unsafe) is excluded from the sync, so it is kept
+as it is, never wiped because a directory went missing locally. Which user
+directories exist remotely is remembered from the last successful sync to
+the same remote_path; only without that memory (first sync, new
+remote_path, state lost) is the remote's top level listed first, which
+costs one more SSH handshake.
 
 Pure parts (planning, argv, reading rclone's JSON log) are separate from the
 one coroutine that runs things.
@@ -307,17 +310,29 @@ class SyncFailed(Exception):
         self.message = f"{cls}: {message}" if cls else message
 
 
+def remembered_remote_users(last_success_stats: dict[str, Any] | None, remote_path: str) -> list[str] | None:
+    """The remote user directories as the last successful sync left them, if
+    it synced to this same remote_path; None when we have to look."""
+    if not last_success_stats or last_success_stats.get("remote_path") != remote_path:
+        return None
+    users = last_success_stats.get("remote_users")
+    return list(users) if isinstance(users, list) else None
+
+
 async def run_sync(
     *, binary: str, dest_env: dict[str, str], remote_path: str, users_dir: Path, work_dir: Path, job_id: int,
-    dry_run: bool, log: JobLog, report: Callable[[dict[str, Any]], None],
+    dry_run: bool, log: JobLog, report: Callable[[dict[str, Any]], None], known_remote_users: list[str] | None,
 ) -> SyncResult:
     started = time.monotonic()
     users, warnings = scan_users(users_dir)
-    try:
-        remote_users = await list_remote_users(binary, dest_env, remote_path, log)
-    except SyncFailed as err:
-        return SyncResult(False, err.message, StatsCollector([], dry_run).stats(time.monotonic() - started))
+    remote_users = known_remote_users
+    if remote_users is None:
+        try:
+            remote_users = await list_remote_users(binary, dest_env, remote_path, log)
+        except SyncFailed as err:
+            return SyncResult(False, err.message, StatsCollector([], dry_run).stats(time.monotonic() - started))
     plan = make_plan(users, warnings, remote_users)
+    after = set(remote_users) if dry_run else plan.kept_remote | {u.name for u in plan.included}
     collector = StatsCollector([u.name for u in plan.included], dry_run)
     for name, why in plan.skipped.items():
         collector.users[name] = {"files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0, "errors": 0,
@@ -327,7 +342,8 @@ async def run_sync(
         log.note(warning)
     if not plan.included:
         stats = collector.stats(time.monotonic() - started)
-        stats["warnings"] = plan.warnings + ["no user has anything to back up"]
+        stats.update(remote_path=remote_path, remote_users=sorted(remote_users),
+                     warnings=plan.warnings + ["no user has anything to back up"])
         return SyncResult(True, None, stats)
 
     filter_file = None
@@ -349,6 +365,7 @@ async def run_sync(
         if filter_file is not None:
             filter_file.unlink(missing_ok=True)
     stats = collector.stats(time.monotonic() - started)
+    stats.update(remote_path=remote_path, remote_users=sorted(after))
     if plan.warnings:
         stats["warnings"] = plan.warnings
     if result.ok:

@@ -158,7 +158,8 @@ MaxAuthTries 20
         path.mkdir(parents=True, exist_ok=True)
         if os.getuid() == 0:
             account = pwd.getpwnam(self.user)
-            os.chown(path, account.pw_uid, account.pw_gid)
+            for part in [path, *path.relative_to(self.remote_root).parents]:
+                os.chown(self.remote_root / part, account.pw_uid, account.pw_gid)
         path.chmod(0o755 if writable else 0o555)
         return path
 

@@ -1,0 +1,214 @@
+"""Benchmark: the daemon's sync against the baselines, side by side in one run.
+
+    .venv/bin/python -m bench.run [--a-users 20] [--skip-w2] [--skip-w3]
+
+Everything runs against a real OpenSSH sshd on 127.0.0.1 (testbed.sshd)
+with the real rclone; "ours" is `anemonectl sync DEST --wait` against the
+real daemon. Each line prints the ratio measured in this run; absolute
+times depend on the machine.
+
+W1  200 users x 50 files (100 B - 20 KB, 5 sub-directories each)
+    A: one `rclone sync` per user, default flags (what the original product
+       does), measured on --a-users users and scaled to 200 (said so)
+    B: one rclone process over the same tree with the daemon's own flags
+W2  one 1 GiB file of random data, vs `ssh host 'cat > file' < file`
+W3  2,000 users x 5 files, nothing changed: cost per file vs W1's
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from anemoned import rclone
+from anemoned.sync import LocalUser, source_env, sync_args
+from testbed.daemon import DaemonProcess
+from testbed.sshd import SshServer
+
+ROOT = Path(__file__).resolve().parent.parent / "bench-run"
+RCLONE = str(Path(sys.executable).parent / "rclone")
+
+
+def make_users(users_dir: Path, n_users: int, files_per_user: int, seed: int, subdirs: int) -> int:
+    """Users with random files of 100 B - 20 KB, spread over `subdirs`
+    sub-directories of backup/ (0: all in backup/ itself)."""
+    rng = random.Random(seed)
+    total = 0
+    for u in range(n_users):
+        for f in range(files_per_user):
+            sub = f"dir{f % subdirs}/" if subdirs else ""
+            path = users_dir / f"user{u:04d}" / "backup" / f"{sub}file{f:03d}.dat"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = rng.randint(100, 20_000)
+            path.write_bytes(rng.randbytes(size))
+            total += size
+    return total
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+class Bench:
+    def __init__(self, sshd: SshServer, key: Path, known_hosts: Path) -> None:
+        self.sshd = sshd
+        self.key = key
+        self.known_hosts = known_hosts
+
+    def access(self, hashcheck_default: bool = False) -> dict[str, str]:
+        a = rclone.SftpAccess(host=self.sshd.host, port=self.sshd.port, user=self.sshd.user,
+                              known_hosts_file=self.known_hosts, host_key_algorithms=None, key_file=self.key)
+        return {**rclone.base_env(ROOT), **rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(a))}
+
+    def env_default_flags(self) -> dict[str, str]:
+        """Baseline A's backend: only what the original product sets (host,
+        user, key file) plus known_hosts_file, as in NOTES-performance."""
+        opts = {"type": "sftp", "host": self.sshd.host, "port": str(self.sshd.port), "user": self.sshd.user,
+                "key_file": str(self.key), "known_hosts_file": str(self.known_hosts)}
+        return {**rclone.base_env(ROOT), **rclone.option_env(rclone.DEST_REMOTE, opts)}
+
+    def run(self, args: list[str], env: dict[str, str]) -> None:
+        res = subprocess.run([RCLONE, *args], env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"rclone {args[0]} failed: {res.stderr[-1000:]}")
+
+    def baseline_a(self, users_dir: Path, users: list[str], remote: Path) -> float:
+        env = self.env_default_flags()
+
+        def go() -> None:
+            for user in users:
+                self.run(["sync", str(users_dir / user / "backup"), rclone.dest_path(str(remote), "backup", user),
+                          "--config", ""], env)
+        return timed(go)
+
+    def baseline_b(self, users_dir: Path, remote: Path) -> float:
+        users = [LocalUser(p.name, p / "backup", None) for p in sorted(users_dir.iterdir())]
+        env = {**self.access(), **source_env(users)}
+        args = sync_args(str(remote), None, dry_run=False)
+        args[args.index("--log-level") + 1] = "NOTICE"
+        return timed(lambda: self.run(args, env))
+
+
+def ours(daemon: DaemonProcess, dest: str) -> float:
+    def go() -> None:
+        res = daemon.ctl("sync", dest, "--wait", "--json", timeout_s=3600)
+        if res.returncode != 0:
+            raise RuntimeError(res.stderr + res.stdout)
+    return timed(go)
+
+
+def add_destination(daemon: DaemonProcess, sshd: SshServer, name: str, remote: Path) -> None:
+    res = daemon.ctl("dest", "add", name, "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr)
+
+
+def median_of(n: int, fn) -> float:
+    return statistics.median(fn() for _ in range(n))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--a-users", type=int, default=20, help="users baseline A is measured on (scaled to 200)")
+    parser.add_argument("--skip-w2", action="store_true")
+    parser.add_argument("--skip-w3", action="store_true")
+    args = parser.parse_args()
+
+    shutil.rmtree(ROOT, ignore_errors=True)
+    ROOT.mkdir()
+    sshd = SshServer(ROOT / "sshd")
+    sshd.start()
+    daemon = DaemonProcess(ROOT / "w1", log_level="info")
+    daemon.start()
+    lines: list[str] = []
+    try:
+        key = daemon.ctl_json("key", "generate")
+        sshd.authorize(key["public_key"])
+        certs = daemon.data_dir / "certs"
+        bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts")
+
+        # ---- W1 ----
+        n_bytes = make_users(daemon.users_dir, 200, 50, seed=1, subdirs=5)
+        n_files = 200 * 50
+        print(f"W1: 200 users x 50 files, {n_files} files, {n_bytes / 1e6:.0f} MB", flush=True)
+        remote_ours, remote_b, remote_a = (sshd.remote_dir(n) for n in ("ours", "b", "a"))
+        add_destination(daemon, sshd, "w1", remote_ours)
+        a_users = sorted(p.name for p in daemon.users_dir.iterdir())[: args.a_users]
+        scale = 200 / len(a_users)
+
+        b_init = bench.baseline_b(daemon.users_dir, remote_b)
+        o_init = ours(daemon, "w1")
+        a_init = bench.baseline_a(daemon.users_dir, a_users, remote_a) * scale
+        b_noop = median_of(3, lambda: bench.baseline_b(daemon.users_dir, remote_b))
+        o_noop = median_of(3, lambda: ours(daemon, "w1"))
+        a_noop = bench.baseline_a(daemon.users_dir, a_users, remote_a) * scale
+        note = f"A measured on {len(a_users)} of 200 users and scaled x{scale:g}"
+        for label, o, b, a in (("initial sync", o_init, b_init, a_init), ("nothing changed", o_noop, b_noop, a_noop)):
+            lines.append(f"W1 {label}: ours {o:.2f} s, B {b:.2f} s, A {a:.1f} s ({note}) -> "
+                         f"ours/B = {o / b:.2f}x (target <= 1.3x), A/ours = {a / o:.0f}x faster (target >= 50x)")
+            print(lines[-1], flush=True)
+        w1_per_file = o_noop / n_files
+
+        # ---- W2 ----
+        if not args.skip_w2:
+            w2 = DaemonProcess(ROOT / "w2", log_level="info")
+            w2.start()
+            try:
+                sshd.authorize(w2.ctl_json("key", "generate")["public_key"])
+                big = w2.users_dir / "bigfile" / "backup" / "random.bin"
+                big.parent.mkdir(parents=True)
+                with big.open("wb") as f:
+                    for _ in range(64):
+                        f.write(os.urandom(16 * 1024 * 1024))
+                remote_w2, remote_ssh = sshd.remote_dir("w2"), sshd.remote_dir("ssh")
+                add_destination(w2, sshd, "w2", remote_w2)
+                ssh_cmd = ["ssh", "-q", "-i", str(w2.data_dir / "certs/rclone_key"), "-p", str(sshd.port),
+                           "-o", f"UserKnownHostsFile={w2.data_dir / 'certs/known_hosts'}", "-o", "BatchMode=yes",
+                           f"{sshd.user}@{sshd.host}", f"cat > {remote_ssh}/random.bin"]
+
+                def ssh_cat() -> None:
+                    with big.open("rb") as f:
+                        subprocess.run(ssh_cmd, stdin=f, check=True)
+                t_ssh = timed(ssh_cat)
+                t_ours = ours(w2, "w2")
+                lines.append(f"W2 1 GiB initial sync: ours {t_ours:.2f} s, ssh cat {t_ssh:.2f} s -> "
+                             f"ours/ssh = {t_ours / t_ssh:.2f}x (target <= 1.15x)")
+                print(lines[-1], flush=True)
+            finally:
+                w2.stop()
+
+        # ---- W3 ----
+        if not args.skip_w3:
+            w3 = DaemonProcess(ROOT / "w3", log_level="info")
+            w3.start()
+            try:
+                sshd.authorize(w3.ctl_json("key", "generate")["public_key"])
+                make_users(w3.users_dir, 2000, 5, seed=3, subdirs=0)
+                add_destination(w3, sshd, "w3", sshd.remote_dir("w3"))
+                ours(w3, "w3")
+                o3 = median_of(3, lambda: ours(w3, "w3"))
+                w3_per_file = o3 / 10_000
+                lines.append(f"W3 2000 users x 5 files, nothing changed: ours {o3:.2f} s; per file "
+                             f"W1 {w1_per_file * 1e6:.0f} us vs W3 {w3_per_file * 1e6:.0f} us "
+                             f"-> W3/W1 = {w3_per_file / w1_per_file:.2f}x (10x the users, same file count)")
+                print(lines[-1], flush=True)
+            finally:
+                w3.stop()
+    finally:
+        daemon.stop()
+        sshd.cleanup()
+    print("\n" + "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Pure parts of a sync: who is synced, what is kept, how rclone is told."""
+from pathlib import Path
+
+from anemoned.sync import (LocalUser, StatsCollector, combine_upstreams, filter_rules, make_plan,
+                           remembered_remote_users, safe_user_name, scan_users, sync_args)
+
+
+def u(name, problem=None):
+    return LocalUser(name, Path(f"/users/{name}/backup"), problem)
+
+
+def test_plan_keeps_remote_copies_of_users_not_synced_this_time():
+    users = [u("alice"), u("bob", "backup/ is empty"), u("carol", "backup/ is empty"), u("dave", "no backup/ directory"),
+             u("erin", "backup/ is a symbolic link; it is not followed")]
+    plan = make_plan(users, [], remote_users=["alice", "bob", "dave", "gone", "we!rd"])
+    assert [x.name for x in plan.included] == ["alice", "carol"]  # carol: empty, but nothing remote to lose
+    assert plan.kept_remote == {"bob", "dave", "gone", "we!rd"}
+    assert set(plan.skipped) == {"bob", "dave", "erin", "gone"}
+    assert "kept" in plan.skipped["bob"] and "symbolic link" in plan.skipped["erin"]
+
+
+def test_filter_rules_escape_glob_characters():
+    assert filter_rules(["b", "a*[x]{y}?"]) == "- /a\\*\\[x\\]\\{y\\}\\?/**\n- /b/**\n"
+
+
+def test_combine_upstreams_quote_each_entry():
+    users = [LocalUser("alice", Path('/srv/my "users"/alice/backup'), None), u("bob")]
+    assert combine_upstreams(users) == '"alice=/srv/my ""users""/alice/backup" "bob=/users/bob/backup"'
+
+
+def test_safe_user_names():
+    assert all(safe_user_name(n) for n in ("alice", "john.doe", "_svc", "u-1"))
+    assert not any(safe_user_name(n) for n in ("..", ".", "-x", "a b", "a,b", "x" * 40, "é"))
+
+
+def test_sync_args_target_backup_under_remote_path():
+    args = sync_args("/srv/b", Path("/d/f"), dry_run=True)
+    assert args[:3] == ["sync", "src:", "dest:/srv/b/backup"]
+    assert "--dry-run" in args and args[args.index("--filter-from") + 1] == "/d/f"
+    assert "--one-file-system" in args and "--use-json-log" in args
+
+
+def test_memory_of_remote_users_only_for_the_same_remote_path():
+    stats = {"remote_path": "/srv/b", "remote_users": ["alice"]}
+    assert remembered_remote_users(stats, "/srv/b") == ["alice"]
+    assert remembered_remote_users(stats, "/srv/other") is None
+    assert remembered_remote_users(None, "/srv/b") is None
+
+
+def test_stats_from_rclone_json_records():
+    c = StatsCollector(["alice", "bob"], dry_run=False)
+    c.feed({"level": "info", "msg": "Copied (new)", "size": 10, "object": "alice/a/b.txt", "objectType": "*combine.Object"})
+    c.feed({"level": "info", "msg": "Copied (replaced existing)", "size": 5, "object": "bob/c", "objectType": "*combine.Object"})
+    c.feed({"level": "info", "msg": "Deleted", "object": "bob/old", "objectType": "*sftp.Object"})
+    c.feed({"level": "info", "msg": "Set directory modification time", "object": "alice/a", "objectType": "string"})
+    c.feed({"level": "error", "msg": "Failed to copy: permission denied", "object": "alice/x", "objectType": "*combine.Object"})
+    progress = c.feed({"level": "notice", "msg": "", "stats": {"bytes": 15, "totalBytes": 30, "transfers": 2, "totalTransfers": 3,
+                                                             "checks": 0, "deletes": 1, "errors": 1, "speed": 1.5, "eta": 2,
+                                                             "transferring": [{"name": "bob/big"}]}})
+    assert progress["current_user"] == "bob" and progress["total_bytes"] == 30
+    st = c.stats(1.234)
+    assert (st["files_transferred"], st["bytes_transferred"], st["files_deleted"], st["errors"]) == (2, 15, 1, 1)
+    assert st["users"]["alice"] == {"files_transferred": 1, "bytes_transferred": 10, "files_deleted": 0,
+                                    "status": "failed", "warning": None}
+    assert st["users"]["bob"]["files_deleted"] == 1 and st["users"]["bob"]["status"] == "succeeded"
+
+
+def test_scan_users_skips_unsafe_names_and_flags_symlinked_backup(tmp_path):
+    (tmp_path / "alice/backup").mkdir(parents=True)
+    (tmp_path / "alice/backup/f").write_text("x")
+    (tmp_path / "bad name/backup").mkdir(parents=True)
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link/backup").symlink_to("/etc")
+    (tmp_path / "afile").write_text("not a dir")
+    users, warnings = scan_users(tmp_path)
+    assert [(x.name, x.problem) for x in users] == [("alice", None), ("link", "backup/ is a symbolic link; it is not followed")]
+    assert len(warnings) == 1 and "bad name" in warnings[0]
