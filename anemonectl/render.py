@@ -40,19 +40,11 @@ def status(s: dict[str, Any]) -> str:
         f"anemoned {s['version']} (rclone {s['rclone_version']}), up {duration(s['uptime_s'])}",
         f"destinations: {s['destinations']}",
         f"jobs: {s['jobs_running']} running, {s['jobs_queued']} queued",
-        f"next run: {_next(s.get('next_run'))}",
+        f"next run: {s['next_run'] + ' (' + s['next_run_destination'] + ')' if s.get('next_run') else 'none scheduled'}",
     ]
     for warning in s.get("warnings") or []:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
-
-
-def _next(next_run: Any) -> str:
-    if not next_run:
-        return "none scheduled"
-    if isinstance(next_run, dict):
-        return f"{next_run['at']} ({next_run['destination']})"
-    return str(next_run)
 
 
 def key(k: dict[str, Any]) -> str:
@@ -65,12 +57,14 @@ def schedule(s: dict[str, Any] | None) -> str:
         return "off"
     kind = s["kind"]
     if kind == "interval":
-        return f"every {s['every']}"
-    if kind == "daily":
-        return f"daily {s['time']}"
-    if kind in ("weekly", "monthly"):
-        return f"{kind} {s['day']} {s['time']}"
-    return f"cron {s['expr']}"
+        text = f"every {s['every']}"
+    elif kind == "daily":
+        text = f"daily {s['time']}"
+    elif kind in ("weekly", "monthly"):
+        text = f"{kind} {s['day']} {s['time']}"
+    else:
+        text = f"cron {s['expr']}"
+    return text if s.get("catch_up", True) else text + " (missed runs skipped)"
 
 
 def last_sync(ls: dict[str, Any] | None) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+import json
 import logging
 
 from . import conntest, hostkeys, keys, protocol
@@ -16,6 +17,7 @@ from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
 from .hostkeys import HostKey
+from .scheduler import parse_schedule
 from .logs import event
 from .protocol import ErrorCode, Request, RpcError, invalid_params
 from .timeutil import iso, utc_now
@@ -429,3 +431,21 @@ async def job_cancel(daemon: "Daemon", p: Params) -> dict[str, Any]:
     if row["state"] not in ("queued", "running"):
         raise RpcError(ErrorCode.CONFLICT, f"job {job_id} has already ended ({row['state']})")
     return daemon.jobs.view(await daemon.jobs.cancel(job_id))
+
+
+@method("dest.schedule")
+async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("name", max_len=256) or ""
+    raw = p.obj("schedule") or {}
+    catch_up = p.raw.get("catch_up")
+    p.seen.add("catch_up")
+    if catch_up is not None and not isinstance(catch_up, bool):
+        raise invalid_params("catch_up", "must be true or false")
+    p.check_unknown()
+    schedule = parse_schedule(raw, catch_up)
+    load_destination(daemon, name)
+    # A new schedule starts counting now: no catch-up for moments before it.
+    daemon.store.update_destination(name, {"schedule": schedule, "schedule_state": {"anchor": iso(utc_now())}})
+    event(logging.INFO, "schedule set", dest=name, schedule=json.dumps(schedule, sort_keys=True))
+    daemon.destinations_changed()
+    return destination_view(daemon, load_destination(daemon, name))

@@ -1,13 +1,17 @@
 """The README's demo: anemoned backing up demo users to a real OpenSSH
-server on a loopback port, driven only through anemonectl.
+server on a loopback port, driven only through anemonectl, exactly as an
+operator would follow the seed document's steps.
 
-Everything lives in a throwaway directory (./demo-run, recreated each time);
-nothing outside it is touched.
+Everything lives in ./demo-run (recreated each time); nothing outside it is
+touched, except that when run as root the SFTP server logs in as the
+unprivileged account `anemone-sftp` (created if missing), like the seed's
+dedicated backup user.
 """
 from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,12 +38,13 @@ def step(title: str) -> None:
     print(f"\n=== {title}", flush=True)
 
 
-def run(daemon: DaemonProcess, *args: str, stdin: str | None = None) -> int:
+def run(daemon: DaemonProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     print(f"$ anemonectl {shlex.join(args)}", flush=True)
     res = daemon.ctl(*args, stdin=stdin, timeout_s=600)
     sys.stdout.write(res.stdout)
-    sys.stderr.write(res.stderr)
-    return res.returncode
+    sys.stdout.write(res.stderr)
+    sys.stdout.flush()
+    return res
 
 
 def main() -> int:
@@ -47,21 +52,52 @@ def main() -> int:
     sshd = SshServer(ROOT / "sftp-server")
     daemon = DaemonProcess(ROOT / "anemone", log_level="info")
     make_demo_users(daemon.users_dir)
-    remote = ROOT / "remote-backups"
-    remote.mkdir()
-    step(f"Starting OpenSSH sshd on 127.0.0.1:{sshd.port} (the SFTP destination)")
+    step(f"Starting OpenSSH sshd on 127.0.0.1:{sshd.port} as the SFTP destination (user {sshd.user})")
     sshd.start()
+    remote = sshd.remote_dir("anemone-backups")
     try:
         step("Starting anemoned (its log follows on stderr)")
         daemon.start(log_to_terminal=True)
-        step("Daemon status")
-        code = run(daemon, "status")
-        run(daemon, "status", "--json")
-        return code
+        run(daemon, "status")
+
+        step("Step 1: generate the SSH key")
+        key = run(daemon, "key", "generate")
+        step("Step 2: on the server, the public key goes into authorized_keys")
+        sshd.authorize(key.stdout.splitlines()[0])
+        print(f"(appended to {sshd.authorized_keys})")
+
+        step("Step 4: add the destination, pinning the server's host key")
+        fingerprint = sshd.host_key_fingerprint()
+        print(f"(the server's own fingerprint, as `ssh-keygen -lf` prints it on the server: {fingerprint})")
+        run(daemon, "dest", "add", "Backup Server FR2", "--host", sshd.host, "--port", str(sshd.port),
+            "--user", sshd.user, "--remote-path", str(remote), "--host-key-fingerprint", fingerprint)
+
+        step("Step 5: test the connection")
+        if run(daemon, "dest", "test", "Backup Server FR2").returncode != 0:
+            return 1
+
+        step("Sync now, with live progress")
+        if run(daemon, "sync", "Backup Server FR2", "--wait").returncode != 0:
+            return 1
+
+        step("A file changes, one is deleted: the next sync is incremental")
+        (daemon.users_dir / "bob/backup/todo list.txt").write_text("buy milk\nwater the plants\n")
+        (daemon.users_dir / "alice/backup/photos/cat.jpg").unlink()
+        run(daemon, "sync", "Backup Server FR2", "--wait")
+
+        step("The destination and its last sync")
+        run(daemon, "dest", "show", "Backup Server FR2")
+        run(daemon, "job", "list")
+        run(daemon, "status")
+
+        step(f"The remote tree ({remote})")
+        for path in sorted(remote.rglob("*")):
+            print(f"  {path.relative_to(remote)}{'/' if path.is_dir() else ''}")
+        return 0
     finally:
         step("Stopping")
         daemon.stop()
-        sshd.stop()
+        sshd.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""The running daemon starts scheduled syncs by itself and catches up after
+downtime. ANEMONED_MIN_INTERVAL_S lowers the 5-minute floor so that this
+takes seconds, not minutes."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from testbed.daemon import DaemonProcess
+from testbed.sshd import SshServer
+
+FAST = {"ANEMONED_MIN_INTERVAL_S": "1"}
+
+
+@pytest.fixture
+def dest(make_daemon, sshd: SshServer) -> DaemonProcess:
+    daemon = make_daemon(start=False)
+    daemon.start(env=FAST)
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    (daemon.users_dir / "alice/backup").mkdir(parents=True)
+    (daemon.users_dir / "alice/backup/f.txt").write_text("x")
+    res = daemon.ctl("dest", "add", "d", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+                     "--remote-path", str(sshd.remote_dir("r")), "--host-key-fingerprint", sshd.host_key_fingerprint())
+    assert res.returncode == 0, res.stderr
+    return daemon
+
+
+def scheduled_jobs(daemon: DaemonProcess) -> list[dict]:
+    return [j for j in daemon.ctl_json("job", "list", "--limit", "100") if j["trigger"] in ("schedule", "retry")]
+
+
+def wait_until(predicate, timeout_s: float = 20):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_interval_schedule_runs_by_itself_and_shows_next_run(dest: DaemonProcess):
+    shown = dest.ctl_json("dest", "schedule", "d", "--interval", "3s")
+    assert shown["schedule"] == {"kind": "interval", "every": "3s", "catch_up": True}
+    nxt = datetime.fromisoformat(shown["next_run"])
+    assert 0 < (nxt - datetime.fromisoformat(dest.ctl_json("status")["next_run"])).total_seconds() + 1 <= 4
+    assert dest.ctl_json("status")["next_run_destination"] == "d"
+    assert any("next: d at" in n for n in dest.notifications) or dest.wait_notification("next: d at")
+    job = wait_until(lambda: scheduled_jobs(dest), timeout_s=15)[-1]
+    assert dest.ctl_json("job", "wait", str(job["id"]))["state"] == "succeeded"
+    # A manual sync does not move the schedule.
+    before = dest.ctl_json("dest", "show", "d")["next_run"]
+    dest.ctl_json("sync", "d", "--wait")
+    assert dest.ctl_json("dest", "show", "d")["next_run"] == before
+    # Disabled destinations never run.
+    dest.ctl_json("dest", "disable", "d")
+    assert dest.ctl_json("dest", "show", "d")["next_run"] is None
+    count = len(scheduled_jobs(dest))
+    time.sleep(4)
+    assert len(scheduled_jobs(dest)) == count
+
+
+@pytest.mark.parametrize("catch_up", [True, False])
+def test_missed_moments_run_once_after_restart_or_are_skipped(dest: DaemonProcess, catch_up: bool):
+    set_at = time.time()
+    dest.ctl_json("dest", "schedule", "d", "--interval", "6s", *([] if catch_up else ["--skip-missed"]))
+    dest.stop()
+    time.sleep(8)  # the moment at set_at + 6 s passes while the daemon is down
+    dest.start(env=FAST)
+    jobs = wait_until(lambda: scheduled_jobs(dest), timeout_s=10)
+    first = datetime.fromisoformat(jobs[-1]["queued_at"]).timestamp()
+    if catch_up:
+        assert first < set_at + 11  # right after start-up, not at the next moment (set_at + 12 s)
+        assert len(jobs) == 1  # once, not once per missed moment
+    else:
+        assert first >= set_at + 11  # the missed moment was dropped; the next one on the grid ran
+        assert "missed scheduled runs skipped dest=d" in dest.log_text()
+
+
+def test_bad_schedule_is_refused_naming_the_field(dest: DaemonProcess):
+    res = dest.ctl("dest", "schedule", "d", "--daily", "25:00")
+    assert res.returncode == 2 and "schedule.time" in res.stderr
+    res = dest.ctl("dest", "schedule", "d", "--cron", "not a cron")
+    assert res.returncode == 2 and "schedule.expr" in res.stderr
+    assert dest.ctl("dest", "schedule", "nope", "--off").returncode == 4
