@@ -41,8 +41,8 @@ def step(title: str) -> None:
 def run(daemon: DaemonProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     print(f"$ anemonectl {shlex.join(args)}", flush=True)
     res = daemon.ctl(*args, stdin=stdin, timeout_s=600)
-    sys.stdout.write(res.stdout)
     sys.stdout.write(res.stderr)
+    sys.stdout.write(res.stdout)
     sys.stdout.flush()
     return res
 
