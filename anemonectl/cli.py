@@ -75,7 +75,8 @@ def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "host": args.host, "port": args.port, "user": args.user,
         "key_file": args.key_file, "remote_path": args.remote_path,
-        "host_key_fingerprint": args.host_key_fingerprint,
+        "host_key_fingerprint": args.host_key_fingerprint, "max_delete": args.max_delete,
+        "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True
@@ -178,7 +179,8 @@ def wait_for_job(ctl: Ctl, job_id: int) -> dict[str, Any]:
 
 
 def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
-    job = ctl.call("sync", {"destination": args.name, "dry_run": args.dry_run})
+    job = ctl.call("sync", {"destination": args.name, "dry_run": args.dry_run, "allow_deletes": args.allow_deletes,
+                            "allow_empty": args.allow_empty})
     if not args.wait:
         ctl.emit(job, lambda j: str(j["id"]))
         return EXIT_OK
@@ -232,6 +234,11 @@ def _add_dest_options(p: argparse.ArgumentParser, adding: bool) -> None:
     trust = p.add_mutually_exclusive_group()
     trust.add_argument("--host-key-fingerprint", metavar="SHA256:...", help="the server's expected host key fingerprint")
     trust.add_argument("--trust-host-key", action="store_true", help="pin whatever host key the server shows now")
+    p.add_argument("--max-delete", type=int, metavar="N", help="a sync may delete at most N remote files (default 5000)")
+    p.add_argument("--max-delete-percent", type=int, metavar="P",
+                   help="... and at most P%% of the remote files (default 20)")
+    p.add_argument("--keep-versions-days", type=int, metavar="D",
+                   help="keep deleted and overwritten files D days in versions/ (default 30, 0: off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("name")
     sync.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     sync.add_argument("--wait", action="store_true", help="show progress and exit with the job's outcome")
+    sync.add_argument("--allow-deletes", action="store_true", help="lift the delete guard (max_delete) for this sync")
+    sync.add_argument("--allow-empty", action="append", default=[], metavar="USER",
+                      help="USER's backup/ really is empty or gone: mirror that too (repeatable)")
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="job_command", required=True, metavar="ACTION")
     jl = command(job, "list", cmd_job_list, "recent jobs")

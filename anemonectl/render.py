@@ -84,6 +84,8 @@ def destination(d: dict[str, Any]) -> str:
         f"  remote path: {d['remote_path']}",
         f"  host key:    {d['host_key_fingerprint'] or 'not pinned'}",
         f"  schedule:    {schedule(d.get('schedule'))}",
+        f"  safety:      at most {d['max_delete']} deletions ({d['max_delete_percent']}% of remote files) per sync; "
+        + (f"versions kept {d['keep_versions_days']} days" if d["keep_versions_days"] else "no versions kept"),
         f"  next run:    {d.get('next_run') or '-'}",
         f"  last sync:   {last_sync(d.get('last_sync'))}",
     ]

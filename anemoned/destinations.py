@@ -40,6 +40,10 @@ class Destination:
     schedule_state: dict[str, Any] = field(default_factory=dict)
     last_test: dict[str, Any] | None = None
     created_at: str = ""
+    max_delete: int = 5000
+    max_delete_percent: int = 20
+    keep_versions_days: int = 30
+    versions_pruned_at: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -48,7 +52,9 @@ class Destination:
             key_file=row["key_file"], remote_path=row["remote_path"], enabled=bool(row["enabled"]),
             host_key=HostKey.from_text(row["host_key"]) if row.get("host_key") else None,
             password_enc=row["password_enc"], schedule=row["schedule"], schedule_state=row.get("schedule_state") or {},
-            last_test=row["last_test"], created_at=row["created_at"],
+            last_test=row["last_test"], created_at=row["created_at"], max_delete=row["max_delete"],
+            max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
+            versions_pruned_at=row["versions_pruned_at"],
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -57,7 +63,9 @@ class Destination:
             "key_file": self.key_file, "remote_path": self.remote_path, "enabled": self.enabled,
             "host_key": self.host_key.to_text() if self.host_key else None, "password_enc": self.password_enc,
             "schedule": self.schedule, "schedule_state": self.schedule_state, "last_test": self.last_test,
-            "created_at": self.created_at,
+            "created_at": self.created_at, "max_delete": self.max_delete,
+            "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
+            "versions_pruned_at": self.versions_pruned_at,
         }
 
     def public(self) -> dict[str, Any]:
@@ -67,7 +75,8 @@ class Destination:
             "key_file": self.key_file if self.auth == "key" else None, "remote_path": self.remote_path,
             "enabled": self.enabled, "host_key_fingerprint": self.host_key.fingerprint if self.host_key else None,
             "host_key_type": self.host_key.key_type if self.host_key else None,
-            "schedule": self.schedule, "last_test": self.last_test,
+            "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
+            "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
         }
 
 

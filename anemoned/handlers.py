@@ -18,6 +18,7 @@ from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, che
                            check_password, check_remote_path, check_user)
 from .hostkeys import HostKey
 from .scheduler import parse_schedule
+from .sync import safe_user_name
 from .logs import event
 from .protocol import ErrorCode, Request, RpcError, invalid_params
 from .timeutil import iso, utc_now
@@ -202,6 +203,9 @@ def write_known_hosts(daemon: "Daemon") -> None:
     access.write_known_hosts(daemon.config, daemon.store.destination_rows())
 
 
+SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days")
+
+
 def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
     """The destination fields in the params, validated; absent ones omitted."""
     fields: dict[str, Any] = {}
@@ -229,6 +233,10 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
         raise invalid_params("password", "give either key_file or password, not both")
     if p.has("enabled"):
         fields["enabled"] = p.bool("enabled")
+    for name, hi in (("max_delete", 10**9), ("max_delete_percent", 100), ("keep_versions_days", 36500)):
+        value = p.int(name, required=False, lo=0, hi=hi)
+        if value is not None:
+            fields[name] = value
     fingerprint = p.str("host_key_fingerprint", required=False, max_len=100)
     if fingerprint is not None:
         check_fingerprint(fingerprint)
@@ -268,7 +276,8 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
         raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists")
     dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
                        key_file=auth["key_file"], password_enc=auth["password_enc"], remote_path=fields["remote_path"],
-                       enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "")
+                       enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "",
+                       **{k: fields[k] for k in SAFETY_FIELDS if k in fields})
     daemon.store.insert_destination(dest.to_row())
     _pin(daemon, dest.host, dest.port, key)
     event(logging.INFO, "destination added", dest=name, host=dest.host, port=dest.port, auth=dest.auth,
@@ -283,7 +292,8 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     fields = _read_fields(p, adding=False)
     p.check_unknown()
     dest = load_destination(daemon, name)
-    changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled") if k in fields}
+    changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled", *SAFETY_FIELDS)
+                               if k in fields}
     changes.update(_auth_changes(daemon, fields))
     host, port = changes.get("host", dest.host), changes.get("port", dest.port)
     new_server = (host, port) != (dest.host, dest.port)
@@ -383,11 +393,17 @@ async def dest_test(daemon: "Daemon", p: Params) -> dict[str, Any]:
 async def sync(daemon: "Daemon", p: Params) -> dict[str, Any]:
     name = p.str("destination", max_len=256) or ""
     dry_run = p.bool("dry_run")
+    allow_deletes = p.bool("allow_deletes")
+    allow_empty = p.raw.get("allow_empty") or []
+    p.seen.add("allow_empty")
+    if not isinstance(allow_empty, list) or not all(isinstance(u, str) and safe_user_name(u) for u in allow_empty):
+        raise invalid_params("allow_empty", "must be a list of user names")
     p.check_unknown()
     dest = load_destination(daemon, name, "destination")
     if not dest.enabled:
         raise RpcError(ErrorCode.CONFLICT, f"destination {name!r} is disabled; enable it first (anemonectl dest enable {name!r})")
-    row, _created = daemon.jobs.submit(name, "sync", dry_run, trigger="manual")
+    options = {"allow_deletes": allow_deletes, "allow_empty": sorted(set(allow_empty))}
+    row, _created = daemon.jobs.submit(name, "sync", dry_run, trigger="manual", options=options)
     return daemon.jobs.view(row)
 
 

@@ -102,7 +102,8 @@ class JobQueue:
         """A job as `job show --json` prints it."""
         job = {
             "id": row["id"], "destination": row["destination"], "kind": row["kind"], "state": row["state"],
-            "dry_run": bool(row["dry_run"]), "trigger": row["trigger"], "queued_at": row["queued_at"],
+            "dry_run": bool(row["dry_run"]), "trigger": row["trigger"], "options": row["options"],
+            "queued_at": row["queued_at"],
             "started_at": row["started_at"], "finished_at": row["finished_at"], "error": row["error"],
             "stats": row["stats"],
         }
@@ -128,7 +129,8 @@ class JobQueue:
 
     # -- changes -------------------------------------------------------------------
 
-    def submit(self, destination: str, kind: str, dry_run: bool, trigger: str) -> tuple[dict[str, Any], bool]:
+    def submit(self, destination: str, kind: str, dry_run: bool, trigger: str,
+               options: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
         """Queue a job, or return the destination's queued/running one.
         Returns (job row, created)."""
         existing = self.active_for(destination)
@@ -136,7 +138,7 @@ class JobQueue:
             return existing, False
         job_id = self.store.insert_job({
             "destination": destination, "kind": kind, "state": JobState.QUEUED.value, "dry_run": dry_run,
-            "trigger": trigger, "queued_at": iso(utc_now()),
+            "trigger": trigger, "queued_at": iso(utc_now()), "options": options or {},
         })
         event(logging.INFO, "job queued", job=job_id, dest=destination, kind=kind, trigger=trigger,
               dry_run=dry_run or None)

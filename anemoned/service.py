@@ -24,7 +24,7 @@ from .destinations import Destination
 from .scheduler import after_scheduled_finish, after_scheduled_start, next_run, skip_missed, zone
 from .timeutil import iso, utc_now
 from .jobs import JobOutcome, JobQueue, JobState
-from .sync import JobLog, remembered_remote_users, run_sync
+from .sync_job import run_sync_job
 from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
 from .logs import event, set_level, setup_logging
 from .protocol import Request
@@ -180,26 +180,7 @@ class Daemon:
     # -- jobs ------------------------------------------------------------------
 
     async def _sync_job(self, job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
-        row = self.store.destination_row(job["destination"])
-        if row is None:
-            return JobOutcome(JobState.FAILED, "the destination no longer exists")
-        dest = Destination.from_row(row)
-        log = JobLog(self.job_log_path(job["id"]))
-        last = self.store.last_real_success_row(dest.name, "sync")
-        known = remembered_remote_users(last["stats"] if last else None, dest.remote_path)
-        try:
-            env = access.rclone_env(self.config, await access.sftp_access(self.config, self.rclone_binary, dest))
-            result = await run_sync(
-                binary=self.rclone_binary, dest_env=env, remote_path=dest.remote_path, users_dir=self.config.users_dir,
-                work_dir=self.config.data_dir / "tmp", job_id=job["id"], dry_run=bool(job["dry_run"]), log=log,
-                report=report, known_remote_users=known,
-            )
-        finally:
-            log.close()
-        for user, u in result.stats.get("users", {}).items():
-            if u.get("warning"):
-                event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=user, reason=u["warning"])
-        return JobOutcome(JobState.SUCCEEDED if result.ok else JobState.FAILED, result.error, result.stats)
+        return await run_sync_job(self.config, self.store, self.rclone_binary, job, report, self.job_log_path(job["id"]))
 
     def job_log_path(self, job_id: int) -> Path:
         return self.config.job_logs_dir / f"{job_id}.log"

@@ -53,6 +53,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE destinations ADD COLUMN schedule_state TEXT NOT NULL DEFAULT '{}';
     """,
+    # 2 -> 3: data-safety settings per destination (delete guard, versions)
+    # and when old versions were last pruned.
+    """
+    ALTER TABLE destinations ADD COLUMN max_delete INTEGER NOT NULL DEFAULT 5000;
+    ALTER TABLE destinations ADD COLUMN max_delete_percent INTEGER NOT NULL DEFAULT 20;
+    ALTER TABLE destinations ADD COLUMN keep_versions_days INTEGER NOT NULL DEFAULT 30;
+    ALTER TABLE destinations ADD COLUMN versions_pruned_at TEXT;
+    ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -190,7 +199,7 @@ def _statements(script: str) -> Iterator[str]:
             yield part
 
 
-_JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state"}
+_JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state", "options"}
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

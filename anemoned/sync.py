@@ -25,6 +25,7 @@ import json
 import os
 import stat
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -102,7 +103,8 @@ def _backup_problem(backup: Path, users_dev: int) -> str | None:
     return "backup/ is empty" if empty else None
 
 
-def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterable[str]) -> SyncPlan:
+def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterable[str],
+              allow_empty: Iterable[str] = ()) -> SyncPlan:
     """Which users to sync, which to skip, which remote directories to keep.
 
     An empty backup/ is synced only when the remote has nothing for that
@@ -112,10 +114,11 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
     user who backs up, and is not mentioned.
     """
     remote = set(remote_users)
+    allowed = set(allow_empty)  # the operator said: an empty tree is what I mean
     included: list[LocalUser] = []
     skipped: dict[str, str] = {}
     for user in users:
-        if user.problem is None or (user.problem == "backup/ is empty" and user.name not in remote):
+        if user.problem is None or (user.problem == "backup/ is empty" and (user.name not in remote or user.name in allowed)):
             included.append(user)
         elif user.name in remote:
             skipped[user.name] = f"{user.problem}; the remote copy is kept as it is"
@@ -126,8 +129,11 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
         if safe_user_name(name):
             skipped[name] = "no such user directory any more; the remote copy is kept as it is"
     # Everything remote that is not synced this time is kept, including
-    # names we would never have created ourselves.
-    kept = remote - {u.name for u in included}
+    # names we would never have created ourselves; except what the operator
+    # explicitly allowed to go (sync then removes it, into versions/).
+    kept = remote - {u.name for u in included} - allowed
+    for name in allowed & set(skipped):
+        skipped.pop(name)
     return SyncPlan(included, skipped, kept, list(warnings))
 
 
@@ -152,7 +158,29 @@ def filter_rules(kept_remote: Iterable[str]) -> str:
     return "".join(lines)
 
 
-def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool) -> list[str]:
+def version_folder(started: datetime) -> str:
+    """The name of this sync's versions folder: sortable, no colons."""
+    return started.astimezone(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+
+
+def parse_version_folder(name: str) -> datetime | None:
+    try:
+        return datetime.strptime(name, "%Y-%m-%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def delete_limit(max_delete: int, max_delete_percent: int, remote_files: int | None) -> int:
+    """How many deletions a sync may make: the count limit, and the
+    percentage of the remote's files when we know how many there are."""
+    limit = max_delete
+    if remote_files is not None:
+        limit = min(limit, remote_files * max_delete_percent // 100)
+    return limit
+
+
+def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool, *, max_delete: int | None = None,
+              versions: str | None = None) -> list[str]:
     args = [
         "sync", f"{rclone.SRC_REMOTE}:", rclone.dest_path(remote_path, "backup"),
         *rclone.global_args("INFO"),
@@ -164,6 +192,12 @@ def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool) -> list
     ]
     if filter_file is not None:
         args += ["--filter-from", str(filter_file)]
+    if max_delete is not None:
+        args += ["--max-delete", str(max_delete)]
+    if versions is not None:
+        # What the sync deletes or overwrites moves to versions/<folder>/,
+        # beside backup/ (never inside it), on the same server.
+        args += ["--backup-dir", rclone.dest_path(remote_path, "versions", versions)]
     if dry_run:
         args.append("--dry-run")
     return args
@@ -193,6 +227,7 @@ class StatsCollector:
         self.final: dict[str, Any] = {}
         self.errors: list[str] = []
         self.current_user: str | None = None
+        self.refused_deletes = 0
 
     def feed(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Account for one record; returns a progress dict for stats records."""
@@ -207,8 +242,11 @@ class StatsCollector:
             if msg.startswith("Copied (") or (self.dry_run and record.get("skipped") == "copy"):
                 per_user["files_transferred"] += 1
                 per_user["bytes_transferred"] += int(record.get("size") or 0)
-            elif msg == "Deleted" or (self.dry_run and record.get("skipped") == "delete"):
+            elif msg in ("Deleted", "Moved into backup dir") or (
+                    self.dry_run and record.get("skipped") in ("delete", "move into backup dir")):
                 per_user["files_deleted"] += 1
+        if "max-delete threshold reached" in msg:
+            self.refused_deletes += 1
         if record.get("level") in ("error", "critical", "fatal"):
             self.errors.append(msg)
             if per_user is not None:
@@ -241,7 +279,7 @@ class StatsCollector:
             "files_transferred": transferred if self.dry_run else self.final.get("transfers", transferred),
             "bytes_transferred": sum(u["bytes_transferred"] for u in users.values()) if self.dry_run
             else self.final.get("bytes", 0),
-            "files_deleted": deleted if self.dry_run else self.final.get("deletes", deleted),
+            "files_deleted": deleted,
             "checks": self.final.get("checks", 0),
             "errors": self.final.get("errors", len(self.errors)),
             "duration_s": round(duration_s, 3),
@@ -286,6 +324,19 @@ class SyncResult:
     ok: bool
     error: str | None
     stats: dict[str, Any]
+    refused_deletes: int = 0
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """What one sync job does, decided before it starts."""
+
+    remote_path: str
+    dry_run: bool = False
+    max_delete: int | None = None  # None: no limit (the operator allowed the deletions)
+    versions_folder: str | None = None  # None: deleted and overwritten files are not kept
+    allow_empty: frozenset[str] = frozenset()
+    known_remote_users: list[str] | None = None  # None: list the remote first
 
 
 async def list_remote_users(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> list[str]:
@@ -320,18 +371,19 @@ def remembered_remote_users(last_success_stats: dict[str, Any] | None, remote_pa
 
 
 async def run_sync(
-    *, binary: str, dest_env: dict[str, str], remote_path: str, users_dir: Path, work_dir: Path, job_id: int,
-    dry_run: bool, log: JobLog, report: Callable[[dict[str, Any]], None], known_remote_users: list[str] | None,
+    *, binary: str, dest_env: dict[str, str], users_dir: Path, work_dir: Path, job_id: int, settings: SyncSettings,
+    log: JobLog, report: Callable[[dict[str, Any]], None],
 ) -> SyncResult:
     started = time.monotonic()
+    remote_path, dry_run = settings.remote_path, settings.dry_run
     users, warnings = scan_users(users_dir)
-    remote_users = known_remote_users
+    remote_users = settings.known_remote_users
     if remote_users is None:
         try:
             remote_users = await list_remote_users(binary, dest_env, remote_path, log)
         except SyncFailed as err:
             return SyncResult(False, err.message, StatsCollector([], dry_run).stats(time.monotonic() - started))
-    plan = make_plan(users, warnings, remote_users)
+    plan = make_plan(users, warnings, remote_users, settings.allow_empty)
     after = set(remote_users) if dry_run else plan.kept_remote | {u.name for u in plan.included}
     collector = StatsCollector([u.name for u in plan.included], dry_run)
     for name, why in plan.skipped.items():
@@ -359,7 +411,9 @@ async def run_sync(
             report(progress)
 
     try:
-        result = await rclone.run(binary, sync_args(remote_path, filter_file, dry_run), env,
+        args = sync_args(remote_path, filter_file, dry_run, max_delete=settings.max_delete,
+                         versions=settings.versions_folder)
+        result = await rclone.run(binary, args, env,
                                   on_record=on_record, keep_records=False)
     finally:
         if filter_file is not None:
@@ -368,8 +422,12 @@ async def run_sync(
     stats.update(remote_path=remote_path, remote_users=sorted(after))
     if plan.warnings:
         stats["warnings"] = plan.warnings
+    if settings.versions_folder and not dry_run:
+        stats["versions_folder"] = settings.versions_folder
     if result.ok:
         return SyncResult(True, None, stats)
+    if collector.refused_deletes:
+        return SyncResult(False, None, stats, collector.refused_deletes)
     records = [{"level": "error", "msg": m} for m in collector.errors]
     cls = rclone.classify(collector.errors)
     first = rclone.first_error(records) or f"rclone exited with status {result.returncode}"

@@ -124,8 +124,13 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
     assert shown == {"job": changed["id"], "at": changed["finished_at"], "status": "succeeded", "error": None,
                      "files_transferred": 1, "bytes_transferred": 10}
     assert [j["id"] for j in daemon.ctl_json("job", "list", "--dest", "d0", "--limit", "2")] == [changed["id"], dry["id"]]
+    # What the sync deleted or overwrote is kept beside backup/, not inside it.
+    versions = remote / "versions" / st["versions_folder"]
+    assert (versions / "alice/-leading-dash").read_text() == "dash"
+    assert (versions / "bob/a/b/c/d/deep.txt").read_text() == "deep"
+    assert sorted(p.name for p in remote.iterdir()) == ["backup", "versions"]
     log = daemon.data_dir / "job-logs" / f"{changed['id']}.log"
-    assert '"Deleted"' in log.read_text()
+    assert '"Moved into backup dir"' in log.read_text()
 
 
 def test_a_user_whose_tree_vanished_keeps_the_remote_copy(setup, sshd):

@@ -1,0 +1,106 @@
+"""The `sync` job: policy around one run of sync.run_sync.
+
+Decides the job's settings from the destination (delete limit, versions
+folder, what is remembered of the remote), runs it, turns the result into
+the job's outcome with an operator-facing error, and afterwards removes
+version folders past keep_versions_days (at most once a day).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from . import access, rclone
+from .config import Config
+from .destinations import Destination
+from .jobs import JobOutcome, JobState
+from .logs import event
+from .store import Store
+from .sync import (JobLog, SyncSettings, delete_limit, parse_version_folder, remembered_remote_users, run_sync,
+                   version_folder)
+from .timeutil import iso, utc_now
+
+PRUNE_EVERY = timedelta(days=1)
+
+
+def settings_for(dest: Destination, job: dict[str, Any], last_success_stats: dict[str, Any] | None,
+                 now: datetime) -> SyncSettings:
+    """The settings of a sync job. Pure."""
+    options = job.get("options") or {}
+    known = remembered_remote_users(last_success_stats, dest.remote_path)
+    remote_files = None
+    if known is not None and last_success_stats:
+        remote_files = int(last_success_stats.get("checks", 0)) + int(last_success_stats.get("files_transferred", 0))
+    limit = None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent, remote_files)
+    return SyncSettings(
+        remote_path=dest.remote_path,
+        dry_run=bool(job["dry_run"]),
+        max_delete=limit,
+        versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
+        allow_empty=frozenset(options.get("allow_empty") or ()),
+        known_remote_users=known,
+    )
+
+
+def guard_message(dest: Destination, settings: SyncSettings, refused: int, deleted: int) -> str:
+    kept = f" (moved to versions/{settings.versions_folder}/)" if settings.versions_folder else ""
+    return (f"delete guard: {refused} deletion(s) refused, {deleted} made{kept}; the limit for this sync was "
+            f"{settings.max_delete} (max_delete {dest.max_delete}, max_delete_percent {dest.max_delete_percent}% "
+            f"of the remote files). If the deletions are intended, run: anemonectl sync {dest.name!r} --allow-deletes "
+            f"(or raise the limits with anemonectl dest edit)")
+
+
+async def run_sync_job(config: Config, store: Store, binary: str, job: dict[str, Any],
+                       report: Callable[[dict[str, Any]], None], log_path: Path) -> JobOutcome:
+    row = store.destination_row(job["destination"])
+    if row is None:
+        return JobOutcome(JobState.FAILED, "the destination no longer exists")
+    dest = Destination.from_row(row)
+    last = store.last_real_success_row(dest.name, "sync")
+    settings = settings_for(dest, job, last["stats"] if last else None, utc_now())
+    log = JobLog(log_path)
+    try:
+        env = access.rclone_env(config, await access.sftp_access(config, binary, dest))
+        result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.data_dir / "tmp",
+                                job_id=job["id"], settings=settings, log=log, report=report)
+        if result.ok and not settings.dry_run and dest.keep_versions_days > 0:
+            await prune_versions(binary, env, store, dest, log)
+    finally:
+        log.close()
+    for user, u in result.stats.get("users", {}).items():
+        if u.get("warning"):
+            event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=user, reason=u["warning"])
+    if result.refused_deletes:
+        error = guard_message(dest, settings, result.refused_deletes, result.stats["files_deleted"])
+        event(logging.ERROR, "delete guard stopped a sync", job=job["id"], dest=dest.name,
+              refused=result.refused_deletes, limit=settings.max_delete)
+        return JobOutcome(JobState.FAILED, error, result.stats)
+    return JobOutcome(JobState.SUCCEEDED if result.ok else JobState.FAILED, result.error, result.stats)
+
+
+async def prune_versions(binary: str, env: dict[str, str], store: Store, dest: Destination, log: JobLog) -> None:
+    """Remove version folders older than keep_versions_days, at most once a
+    day; a failure here is logged and does not fail the sync."""
+    now = utc_now()
+    last = datetime.fromisoformat(dest.versions_pruned_at) if dest.versions_pruned_at else None
+    if last is not None and now - last < PRUNE_EVERY:
+        return
+    listing = await rclone.run(binary, ["lsf", "--dirs-only", rclone.dest_path(dest.remote_path, "versions"),
+                                        *rclone.global_args("NOTICE")], env, capture_stdout=True, on_record=log.write,
+                               timeout_s=300)
+    if not listing.ok and rclone.classify(rclone.error_messages(listing.records)) != rclone.PATH_MISSING:
+        event(logging.WARNING, "could not list old versions", dest=dest.name)
+        return
+    cutoff = now - timedelta(days=dest.keep_versions_days)
+    for name in listing.stdout.decode(errors="replace").split():
+        folder = name.rstrip("/")
+        stamp = parse_version_folder(folder)
+        if stamp is None or stamp >= cutoff:
+            continue  # only folders we named, and only old ones
+        purged = await rclone.run(binary, ["purge", rclone.dest_path(dest.remote_path, "versions", folder),
+                                           *rclone.global_args("NOTICE")], env, on_record=log.write, timeout_s=3600)
+        event(logging.INFO if purged.ok else logging.WARNING, "old versions removed" if purged.ok else
+              "could not remove old versions", dest=dest.name, folder=folder)
+    store.update_destination(dest.name, {"versions_pruned_at": iso(now)})
