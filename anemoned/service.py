@@ -59,9 +59,9 @@ class Daemon:
                              on_change=self.refresh_status, on_finished=self._job_finished,
                              on_prune=self._remove_job_logs)
         self.wake_scheduler = asyncio.Event()
-        interrupted = self.jobs.recover()
-        if interrupted:
-            event(logging.WARNING, "jobs interrupted by the last stop", jobs=",".join(map(str, interrupted)))
+        self.interrupted = self.jobs.recover()
+        if self.interrupted:
+            event(logging.WARNING, "jobs interrupted by the last stop", jobs=",".join(map(str, self.interrupted)))
 
     async def dispatch(self, request: Request, peer: Peer) -> Any:
         return await handlers.dispatch(self, request)
@@ -182,6 +182,15 @@ class Daemon:
     async def _sync_job(self, job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
         return await run_sync_job(self.config, self.store, self.rclone_binary, job, report, self.job_log_path(job["id"]))
 
+    def _catch_up_interrupted(self) -> None:
+        """A sync cut short by a crash or stop runs again soon after start-up:
+        the backup it was making is still wanted."""
+        for job_id in self.interrupted:
+            job = self.store.job_row(job_id)
+            if job and job["kind"] == "sync" and not job["dry_run"] and self.store.destination_row(job["destination"]):
+                if Destination.from_row(self.store.destination_row(job["destination"]) or {}).enabled:
+                    self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
+
     def job_log_path(self, job_id: int) -> Path:
         return self.config.job_logs_dir / f"{job_id}.log"
 
@@ -201,6 +210,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.server.start()
         self.jobs.pump()  # queued work from before a restart
+        self._catch_up_interrupted()
         event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
               socket=str(self.config.socket), data_dir=str(self.config.data_dir))
         # READY only now: the socket accepts connections.

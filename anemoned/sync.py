@@ -170,12 +170,18 @@ def parse_version_folder(name: str) -> datetime | None:
         return None
 
 
+#: Deleting this many files never trips the percentage guard: on a small
+#: backup a few deletions are a large share and still routine.
+PERCENT_FLOOR = 100
+
+
 def delete_limit(max_delete: int, max_delete_percent: int, remote_files: int | None) -> int:
     """How many deletions a sync may make: the count limit, and the
-    percentage of the remote's files when we know how many there are."""
+    percentage of the remote's files (when known, and not below
+    PERCENT_FLOOR)."""
     limit = max_delete
     if remote_files is not None:
-        limit = min(limit, remote_files * max_delete_percent // 100)
+        limit = min(limit, max(PERCENT_FLOOR, remote_files * max_delete_percent // 100))
     return limit
 
 
@@ -188,7 +194,9 @@ def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool, *, max_
         # Local side: never leave a user's own tree (mount points), never
         # follow symlinks (rclone's default, restated), mirror empty dirs.
         "--one-file-system", "--create-empty-src-dirs",
-        "--retries", "3", "--low-level-retries", "10",
+        # Retry a flaky moment, but give up soon when the server is gone:
+        # the schedule retries later (minutes, not a stuck job).
+        "--retries", "2", "--low-level-retries", "3",
     ]
     if filter_file is not None:
         args += ["--filter-from", str(filter_file)]
@@ -354,6 +362,18 @@ async def list_remote_users(binary: str, env: dict[str, str], remote_path: str, 
     raise SyncFailed(cls, rclone.first_error(result.records) or "rclone could not list the remote")
 
 
+async def remote_free_bytes(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> int | None:
+    """Free bytes where remote_path lives (statvfs on the server), or None
+    when the server does not say."""
+    result = await rclone.run(binary, ["about", "--json", rclone.dest_path(remote_path), *rclone.global_args("NOTICE")],
+                              env, capture_stdout=True, on_record=log.write, timeout_s=60)
+    try:
+        free = json.loads(result.stdout).get("free")
+    except ValueError:
+        return None
+    return int(free) if isinstance(free, (int, float)) else None
+
+
 class SyncFailed(Exception):
     def __init__(self, cls: str | None, message: str) -> None:
         super().__init__(message)
@@ -430,5 +450,12 @@ async def run_sync(
         return SyncResult(False, None, stats, collector.refused_deletes)
     records = [{"level": "error", "msg": m} for m in collector.errors]
     cls = rclone.classify(collector.errors)
+    if cls is None and any("SSH_FX_FAILURE" in m for m in collector.errors):
+        # SFTP v3 reports a full disk only as a generic failure: ask the
+        # server how much room is left to tell the operator what happened
+        # (rclone has removed its partial upload by now).
+        free = await remote_free_bytes(binary, dest_env, remote_path, log)
+        if free is not None and free < int(collector.final.get("totalBytes") or 0):
+            cls = rclone.DISK_FULL
     first = rclone.first_error(records) or f"rclone exited with status {result.returncode}"
     return SyncResult(False, f"{cls}: {first}" if cls else first, stats)

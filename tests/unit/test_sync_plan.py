@@ -75,3 +75,12 @@ def test_scan_users_skips_unsafe_names_and_flags_symlinked_backup(tmp_path):
     users, warnings = scan_users(tmp_path)
     assert [(x.name, x.problem) for x in users] == [("alice", None), ("link", "backup/ is a symbolic link; it is not followed")]
     assert len(warnings) == 1 and "bad name" in warnings[0]
+
+
+def test_delete_limit_is_the_stricter_of_count_and_percentage_above_a_floor():
+    from anemoned.sync import delete_limit
+    assert delete_limit(5000, 20, None) == 5000
+    assert delete_limit(5000, 20, 100_000) == 5000
+    assert delete_limit(5000, 20, 10_000) == 2000
+    assert delete_limit(5000, 20, 10) == 100  # a handful of files is never "20%"
+    assert delete_limit(2, 20, 10) == 2
