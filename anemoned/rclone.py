@@ -76,6 +76,10 @@ def sftp_options(access: SftpAccess, hashcheck: bool = False) -> dict[str, str]:
         "disable_hashcheck": "false" if hashcheck else "true",
         "key_use_agent": "false",
         "ask_password": "false",
+        # File names arrive exactly as they are (rclone's default would
+        # turn control characters into look-alike symbols on the server);
+        # POSIX SFTP servers take any name but "/" and NUL.
+        "encoding": "Slash,Dot",
     }
     if access.host_key_algorithms:
         options["host_key_algorithms"] = access.host_key_algorithms

@@ -29,6 +29,9 @@ from .logs import event
 from .protocol import ErrorCode, Request, RpcError
 
 MAX_CONNECTIONS = 1024
+#: Connections the kernel holds for us before we accept them: a burst of
+#: hundreds of clients must queue, not be refused.
+LISTEN_BACKLOG = 1024
 IDLE_TIMEOUT_S = 60.0
 WRITE_TIMEOUT_S = 10.0
 
@@ -110,7 +113,7 @@ def bind_unix_socket(path: Path, group: str | None) -> socket.socket:
     if group is not None:
         os.chown(path, -1, grp.getgrnam(group).gr_gid)
     os.chmod(path, 0o660)
-    sock.listen(128)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -129,7 +132,8 @@ class RpcServer:
         sock = bind_unix_socket(self.path, self.group)
         # limit caps the reader's buffer: one byte over the request limit
         # lets us tell "too large" from "exactly at the limit".
-        self._server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=protocol.MAX_REQUEST_BYTES + 1)
+        self._server = await asyncio.start_unix_server(self._on_connect, sock=sock, limit=protocol.MAX_REQUEST_BYTES + 1,
+                                                       backlog=LISTEN_BACKLOG)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -150,7 +150,7 @@ def filter_rules(kept_remote: Iterable[str]) -> str:
     so glob characters are escaped; a name with a line break cannot be
     listed, and is refused here rather than split into two rules."""
     lines = []
-    for name in sorted(kept_remote):
+    for name in sorted(set(kept_remote) - {""}):
         if "\n" in name or "\r" in name:
             raise ValueError("a remote directory name contains a line break")
         escaped = "".join("\\" + c if c in "\\*?[]{}" else c for c in name)

@@ -157,7 +157,7 @@ def test_silent_server_is_a_timeout_within_the_bound(env):
         silent.close()
 
 
-def test_password_authentication_and_the_password_never_shows(env):
+def test_password_destination_add_test_sync_and_the_password_never_shows(env):
     daemon, sshd, remote = env
     if sshd.password is None:
         pytest.skip("password logins need root to create the SFTP account")
@@ -182,6 +182,10 @@ def test_password_authentication_and_the_password_never_shows(env):
         dest = daemon.ctl_json("dest", "show", "pw")
         assert dest["auth"] == "password" and dest["key_file"] is None
         assert _test(daemon, "pw") == (0, ["Connection successful"])
+        (daemon.users_dir / "alice/backup").mkdir(parents=True)
+        (daemon.users_dir / "alice/backup/a.txt").write_text("secret-free content")
+        synced = daemon.ctl_json("sync", "pw", "--wait")
+        assert synced["state"] == "succeeded" and (remote / "backup/alice/a.txt").exists()
         wrong = daemon.ctl("dest", "edit", "pw", "--password-stdin", stdin="not-the-password\n")
         assert wrong.returncode == 0
         code, lines = _test(daemon, "pw")
@@ -193,8 +197,10 @@ def test_password_authentication_and_the_password_never_shows(env):
     assert rclone_seen, "the watcher never saw rclone run"
     assert not any(sshd.password in c for c in seen_in_cmdlines)
     assert sshd.password not in daemon.log_text()
-    assert sshd.password.encode() not in (daemon.data_dir / "state.db").read_bytes()
+    for stored in [daemon.data_dir / "state.db", *daemon.data_dir.glob("state.db-*"), *(daemon.data_dir / "job-logs").iterdir()]:
+        assert sshd.password.encode() not in stored.read_bytes(), stored
     assert sshd.password not in json.dumps(daemon.ctl_json("dest", "list"))
+    assert sshd.password not in json.dumps(daemon.ctl_json("job", "list"))
 
 
 HOSTILE = ["x,key_file=/etc/shadow", "a:b", 'q"uote', "e=q", "new\nline", "sp ace,", "'single'"]

@@ -123,3 +123,44 @@ def test_unauthorised_uid_is_refused_even_when_the_file_mode_lets_it_in(open_dae
 def test_socket_file_mode_keeps_other_users_out(open_daemon):
     res = _ctl_as_nobody(open_daemon)
     assert res.returncode == 3 and "permission denied" in res.stderr
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_ten_mebibyte_request_and_500_clients_at_once_stay_bounded(daemon):
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    rss_before = _rss_kib(pid)
+
+    # A 10 MiB request: refused with REQUEST_TOO_LARGE, the connection closed.
+    with _connect(daemon) as s:
+        chunk = b"x" * (1024 * 1024)
+        try:
+            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status","params":{"x":"')
+            for _ in range(10):
+                s.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert _read_reply(s)["error"]["code"] == -32002
+
+    # 500 clients connected at once, each asking for status, while a good
+    # client keeps getting answers in under a second.
+    clients = [_connect(daemon) for _ in range(500)]
+    for i, c in enumerate(clients):
+        c.sendall(json.dumps({"jsonrpc": "2.0", "id": i, "method": "status"}).encode() + b"\n")
+    assert _status_time(daemon) < 1.0
+    answered = 0
+    for i, c in enumerate(clients):
+        reply = _read_reply(c)
+        assert reply["id"] == i and "result" in reply
+        answered += 1
+        c.close()
+    assert answered == 500
+    assert _status_time(daemon) < 1.0
+    # Memory stays bounded: a few MiB of buffers, not the 10 MiB sent.
+    assert _rss_kib(pid) - rss_before < 40 * 1024

@@ -39,12 +39,16 @@ def sparse(path: Path, size: int) -> None:
 
 @pytest.fixture
 def setup(make_daemon, sshd: SshServer):
+    made = []
+
     def make(n_destinations: int = 1, **config) -> tuple[DaemonProcess, list[Path]]:
-        daemon = make_daemon(**config)
+        made.append(1)
+        n = len(made)  # hypothesis calls this more than once per test
+        daemon = make_daemon(name=f"daemon{n}" if n > 1 else "daemon", **config)
         sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
         remotes = []
         for i in range(n_destinations):
-            remote = sshd.remote_dir(f"dest{i}")
+            remote = sshd.remote_dir(f"dest{i}" if n == 1 else f"run{n}-dest{i}")
             res = daemon.ctl("dest", "add", f"d{i}", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
                              "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
             assert res.returncode == 0, res.stderr
@@ -232,3 +236,25 @@ def test_sigkill_leaves_no_rclone_and_sigterm_records_interrupted(setup):
     assert rclone_processes_for(str(remote)) == []
     daemon.start()
     assert daemon.ctl_json("job", "show", str(job_id))["state"] == "interrupted"
+
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FILE_NAME = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+                    min_size=1, max_size=60).filter(lambda n: n not in (".", "..") and len(n.encode()) <= 255)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(FILE_NAME, min_size=1, max_size=12, unique_by=lambda n: n.lower()))
+def test_hard_to_parse_names_arrive_intact_and_nothing_outside_is_read(setup, names):
+    daemon, (remote,) = setup()
+    tree_root = daemon.users_dir / "alice/backup"
+    for i, name in enumerate(names):
+        write(tree_root / f"d{i}" / name, f"content {i}")
+    (tree_root / "escape").symlink_to(daemon.data_dir)  # a link out of the tree, to the daemon's secrets
+    job = sync(daemon)
+    assert job["state"] == "succeeded", job["error"]
+    got = {str(p.relative_to(remote / "backup/alice")) for p in (remote / "backup/alice").rglob("*") if p.is_file()}
+    assert got == {f"d{i}/{name}" for i, name in enumerate(names)}
+    assert not (remote / "backup/alice/escape").exists()

@@ -30,7 +30,7 @@ def test_hostile_values_stay_inside_their_own_option():
     opts = rclone.sftp_options(access(user=evil, host=evil))
     assert opts["user"] == evil and opts["host"] == evil
     assert set(opts) == {"type", "host", "port", "user", "known_hosts_file", "shell_type", "disable_hashcheck",
-                         "key_use_agent", "ask_password", "host_key_algorithms", "key_file"}
+                         "key_use_agent", "ask_password", "host_key_algorithms", "key_file", "encoding"}
 
 
 def test_password_access_has_no_key_file():
