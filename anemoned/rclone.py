@@ -78,8 +78,9 @@ def sftp_options(access: SftpAccess, hashcheck: bool = False) -> dict[str, str]:
         "ask_password": "false",
         # File names arrive exactly as they are (rclone's default would
         # turn control characters into look-alike symbols on the server);
-        # POSIX SFTP servers take any name but "/" and NUL.
-        "encoding": "Slash,Dot",
+        # POSIX SFTP servers take any name but "/" and NUL. Not "Dot":
+        # set explicitly, it makes `touch` leave a file named "．" behind.
+        "encoding": "Slash",
     }
     if access.host_key_algorithms:
         options["host_key_algorithms"] = access.host_key_algorithms
