@@ -77,6 +77,7 @@ def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
         "key_file": args.key_file, "remote_path": args.remote_path,
         "host_key_fingerprint": args.host_key_fingerprint, "max_delete": args.max_delete,
         "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
+        "warn_free_percent": args.warn_free_percent,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True
@@ -191,6 +192,51 @@ def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
     return _job_outcome(job)
 
 
+def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool) -> int:
+    job = ctl.call(method, params, timeout_s=60)
+    if not wait:
+        ctl.emit(job, lambda j: str(j["id"]))
+        return EXIT_OK
+    job = wait_for_job(ctl, job["id"])
+    ctl.emit(job, render.job)
+    return _job_outcome(job)
+
+
+def cmd_restore(ctl: Ctl, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"destination": args.name, "user": args.user}
+    if args.path:
+        params["path"] = args.path
+    if args.version:
+        params["version"] = args.version
+    if args.list:
+        ctl.emit(ctl.call("restore.list", params, timeout_s=300), render.restore_listing)
+        return EXIT_OK
+    if not args.to:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "to: --to DIR is required (or --list)", {"field": "to"})
+    params.update(to=os.path.abspath(args.to), overwrite=args.overwrite)
+    return _run_job(ctl, "restore", params, args.wait)
+
+
+def cmd_verify(ctl: Ctl, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"destination": args.name}
+    if args.user:
+        params["user"] = args.user
+    return _run_job(ctl, "verify", params, args.wait)
+
+
+def cmd_dest_usage(ctl: Ctl, args: argparse.Namespace) -> int:
+    job = ctl.call("dest.usage", {"name": args.name})
+    job = wait_for_job(ctl, job["id"])
+    ctl.emit(job, render.usage)
+    return _job_outcome(job)
+
+
+def cmd_dest_versions(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120),
+             lambda vs: "\n".join(vs) if vs else "No versions kept.")
+    return EXIT_OK
+
+
 def cmd_job_list(ctl: Ctl, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.dest:
@@ -239,6 +285,8 @@ def _add_dest_options(p: argparse.ArgumentParser, adding: bool) -> None:
                    help="... and at most P%% of the remote files (default 20)")
     p.add_argument("--keep-versions-days", type=int, metavar="D",
                    help="keep deleted and overwritten files D days in versions/ (default 30, 0: off)")
+    p.add_argument("--warn-free-percent", type=int, metavar="P",
+                   help="warn when the server has less than P%% free (default 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,6 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--allow-deletes", action="store_true", help="lift the delete guard (max_delete) for this sync")
     sync.add_argument("--allow-empty", action="append", default=[], metavar="USER",
                       help="USER's backup/ really is empty or gone: mirror that too (repeatable)")
+
+    command(dest, "versions", cmd_dest_versions, "list the versions folders kept on the server").add_argument("name")
+    command(dest, "usage", cmd_dest_usage, "bytes and files stored, versions, free space").add_argument("name")
+
+    rest = command(sub, "restore", cmd_restore, "get a user's files back from a destination")
+    rest.add_argument("name")
+    rest.add_argument("--user", required=True)
+    rest.add_argument("--to", metavar="DIR", help="an empty or absent directory (or --overwrite)")
+    rest.add_argument("--path", metavar="SUBPATH", help="only this file or directory of the user's tree")
+    rest.add_argument("--version", metavar="TIMESTAMP", help="from this versions folder (see dest versions)")
+    rest.add_argument("--overwrite", action="store_true", help="write into a non-empty DIR")
+    rest.add_argument("--list", action="store_true", help="list what can be restored instead")
+    rest.add_argument("--wait", action="store_true", help="show progress and exit with the job's outcome")
+
+    ver = command(sub, "verify", cmd_verify, "compare the server's copy with the local files by content")
+    ver.add_argument("name")
+    ver.add_argument("--user")
+    ver.add_argument("--wait", action="store_true", help="show progress and exit with the job's outcome")
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="job_command", required=True, metavar="ACTION")
     jl = command(job, "list", cmd_job_list, "recent jobs")

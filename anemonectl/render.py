@@ -89,6 +89,8 @@ def destination(d: dict[str, Any]) -> str:
         f"  next run:    {d.get('next_run') or '-'}",
         f"  last sync:   {last_sync(d.get('last_sync'))}",
     ]
+    for warning in d.get("warnings") or []:
+        lines.append(f"  warning:     {warning}")
     test = d.get("last_test")
     if test:
         outcome = "successful" if test["ok"] else f"failed: {test['class']}"
@@ -113,12 +115,19 @@ def test_result(r: dict[str, Any]) -> str:
 
 
 def job(j: dict[str, Any]) -> str:
-    lines = [f"job {j['id']}: {j['kind']} of {j['destination']}{' (dry run)' if j.get('dry_run') else ''}: {j['state']}"]
+    lines = [f"job {j['id']}: {j['kind']} {'to' if j['kind'] == 'restore' else 'of'} {j['destination']}{' (dry run)' if j.get('dry_run') else ''}: {j['state']}"]
     lines.append(f"  queued {j['queued_at']}, started {j['started_at'] or '-'}, finished {j['finished_at'] or '-'}")
     if j.get("error"):
         lines.append(f"  error: {j['error']}")
     st = j.get("stats")
-    if st:
+    if st and j["kind"] == "verify":
+        lines.append(f"  {st['checks']} files compared ({st['method']}): {st['differ']} differ, {st['missing']} missing "
+                     f"on the server, {st['extra']} extra on the server")
+        for name, u in sorted(st["users"].items()):
+            for label, key in (("differs", "differing_files"), ("missing", "missing_files")):
+                for f in u[key]:
+                    lines.append(f"  {label}: {f}")
+    elif st and "files_transferred" in st:
         lines.append(f"  {st['files_transferred']} files ({size(st['bytes_transferred'])}) transferred, "
                      f"{st['files_deleted']} deleted, {st['checks']} checked, {st['errors']} errors, "
                      f"{duration(st['duration_s'])}")
@@ -186,3 +195,27 @@ class ProgressPrinter:
         if self.enabled and self.tty and self.width:
             self.out.write("\r" + " " * self.width + "\r")
             self.out.flush()
+
+
+def restore_listing(r: dict[str, Any]) -> str:
+    rows = [[e["path"] + ("/" if e["is_dir"] else ""), "-" if e["is_dir"] else size(e["size"]), e["modified"]]
+            for e in r["entries"]]
+    text = f"{r['source']}:\n" + (table(["PATH", "SIZE", "MODIFIED"], rows) if rows else "(empty)")
+    return text + ("\n(truncated)" if r.get("truncated") else "")
+
+
+def usage(j: dict[str, Any]) -> str:
+    if j["state"] != "succeeded":
+        return job(j)
+    u = j["stats"]
+    rows = [[name, v["files"], size(v["bytes"])] for name, v in sorted(u["users"].items())]
+    lines = [table(["USER", "FILES", "BYTES"], rows) if rows else "No user backups on the server yet.",
+             f"backup/:   {u['backup_files']} files, {size(u['backup_bytes'])}",
+             f"versions/: {u['versions_files']} files, {size(u['versions_bytes'])}"]
+    if u.get("free_bytes") is not None:
+        lines.append(f"free:      {size(u['free_bytes'])} of {size(u['total_bytes'])}")
+    else:
+        lines.append("free:      the server does not report it")
+    if u.get("warning"):
+        lines.append(f"warning: {u['warning']}")
+    return "\n".join(lines)

@@ -44,6 +44,7 @@ class Destination:
     max_delete_percent: int = 20
     keep_versions_days: int = 30
     versions_pruned_at: str | None = None
+    warn_free_percent: int = 10
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -54,7 +55,7 @@ class Destination:
             password_enc=row["password_enc"], schedule=row["schedule"], schedule_state=row.get("schedule_state") or {},
             last_test=row["last_test"], created_at=row["created_at"], max_delete=row["max_delete"],
             max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
-            versions_pruned_at=row["versions_pruned_at"],
+            versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class Destination:
             "schedule": self.schedule, "schedule_state": self.schedule_state, "last_test": self.last_test,
             "created_at": self.created_at, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
-            "versions_pruned_at": self.versions_pruned_at,
+            "versions_pruned_at": self.versions_pruned_at, "warn_free_percent": self.warn_free_percent,
         }
 
     def public(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class Destination:
             "host_key_type": self.host_key.key_type if self.host_key else None,
             "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
+            "warn_free_percent": self.warn_free_percent,
         }
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import json
 import logging
 
-from . import conntest, hostkeys, keys, protocol
+from . import conntest, hostkeys, keys, protocol, restore, usage
 from . import access
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
@@ -160,6 +160,10 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     view = dest.public()
     view["next_run"] = daemon.next_run_of(dest)
     last = daemon.store.last_finished_job_row(dest.name, "sync")
+    measured = daemon.store.last_finished_job_row(dest.name, "usage")
+    view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
+    warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
+    view["warnings"] = [warning] if warning else []
     view["last_sync"] = None if last is None else {
         "job": last["id"], "at": last["finished_at"], "status": last["state"], "error": last["error"],
         "files_transferred": (last["stats"] or {}).get("files_transferred", 0),
@@ -203,7 +207,7 @@ def write_known_hosts(daemon: "Daemon") -> None:
     access.write_known_hosts(daemon.config, daemon.store.destination_rows())
 
 
-SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days")
+SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days", "warn_free_percent")
 
 
 def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
@@ -233,7 +237,8 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
         raise invalid_params("password", "give either key_file or password, not both")
     if p.has("enabled"):
         fields["enabled"] = p.bool("enabled")
-    for name, hi in (("max_delete", 10**9), ("max_delete_percent", 100), ("keep_versions_days", 36500)):
+    for name, hi in (("max_delete", 10**9), ("max_delete_percent", 100), ("keep_versions_days", 36500),
+                     ("warn_free_percent", 100)):
         value = p.int(name, required=False, lo=0, hi=hi)
         if value is not None:
             fields[name] = value
@@ -465,3 +470,70 @@ async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
     event(logging.INFO, "schedule set", dest=name, schedule=json.dumps(schedule, sort_keys=True))
     daemon.destinations_changed()
     return destination_view(daemon, load_destination(daemon, name))
+
+
+# -- restore, verify, usage ----------------------------------------------------------
+
+async def _dest_env(daemon: "Daemon", dest: Destination) -> dict[str, str]:
+    return access.rclone_env(daemon.config, await access.sftp_access(daemon.config, daemon.rclone_binary, dest))
+
+
+@method("restore")
+async def restore_(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("destination", max_len=256) or ""
+    user = restore.check_user(p.str("user", max_len=64) or "")
+    overwrite = p.bool("overwrite")
+    target = restore.check_target(p.str("to", max_len=4096) or "", overwrite)
+    path = p.str("path", required=False, max_len=4096) or ""
+    restore.check_subpath(path)
+    version = p.str("version", required=False, max_len=64)
+    if version is not None:
+        restore.check_version(version)
+    p.check_unknown()
+    load_destination(daemon, name, "destination")
+    options = {"user": user, "to": str(target), "path": path, "version": version, "overwrite": overwrite}
+    row, _ = daemon.jobs.submit(name, "restore", False, trigger="manual", options=options)
+    return daemon.jobs.view(row)
+
+
+@method("restore.list")
+async def restore_list(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("destination", max_len=256) or ""
+    user = restore.check_user(p.str("user", max_len=64) or "")
+    parts = restore.check_subpath(p.str("path", required=False, max_len=4096) or "")
+    version = p.str("version", required=False, max_len=64)
+    if version is not None:
+        restore.check_version(version)
+    p.check_unknown()
+    dest = load_destination(daemon, name, "destination")
+    return await restore.list_restorable(daemon.rclone_binary, await _dest_env(daemon, dest), dest.remote_path,
+                                         user, parts, version)
+
+
+@method("dest.versions")
+async def dest_versions(daemon: "Daemon", p: Params) -> list[str]:
+    name = p.str("name", max_len=256) or ""
+    p.check_unknown()
+    dest = load_destination(daemon, name)
+    return await restore.list_versions(daemon.rclone_binary, await _dest_env(daemon, dest), dest.remote_path)
+
+
+@method("verify")
+async def verify_(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("destination", max_len=256) or ""
+    user = p.str("user", required=False, max_len=64)
+    if user is not None:
+        restore.check_user(user)
+    p.check_unknown()
+    load_destination(daemon, name, "destination")
+    row, _ = daemon.jobs.submit(name, "verify", False, trigger="manual", options={"user": user})
+    return daemon.jobs.view(row)
+
+
+@method("dest.usage")
+async def dest_usage(daemon: "Daemon", p: Params) -> dict[str, Any]:
+    name = p.str("name", max_len=256) or ""
+    p.check_unknown()
+    load_destination(daemon, name)
+    row, _ = daemon.jobs.submit(name, "usage", False, trigger="manual")
+    return daemon.jobs.view(row)

@@ -36,6 +36,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.INTERRUPTED: frozenset(),
 }
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+#: Kinds of which a destination has at most one queued or running job.
+DEDUPLICATED = ("sync", "verify", "usage")
 #: Finished jobs kept per destination (with their logs).
 HISTORY_PER_DESTINATION = 100
 
@@ -117,8 +119,9 @@ class JobQueue:
             raise RpcError(ErrorCode.NOT_FOUND, f"no job with id {job_id}", {"field": "id"})
         return row
 
-    def active_for(self, destination: str) -> dict[str, Any] | None:
-        rows = self.store.job_rows(destination=destination, limit=1, states=ACTIVE)
+    def active_for(self, destination: str, kind: str | None = None) -> dict[str, Any] | None:
+        rows = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
+        rows = [r for r in rows if kind is None or r["kind"] == kind]
         return rows[0] if rows else None
 
     def counts(self) -> tuple[int, int]:
@@ -131,10 +134,11 @@ class JobQueue:
 
     def submit(self, destination: str, kind: str, dry_run: bool, trigger: str,
                options: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
-        """Queue a job, or return the destination's queued/running one.
-        Returns (job row, created)."""
-        existing = self.active_for(destination)
-        if existing is not None:
+        """Queue a job, or return the destination's queued/running job of
+        the same kind (asking twice for a sync gives one sync); a restore is
+        always a job of its own. Returns (job row, created)."""
+        existing = self.active_for(destination, kind)
+        if existing is not None and kind in DEDUPLICATED:
             return existing, False
         job_id = self.store.insert_job({
             "destination": destination, "kind": kind, "state": JobState.QUEUED.value, "dry_run": dry_run,
@@ -160,11 +164,11 @@ class JobQueue:
 
     def remove_destination(self, destination: str) -> None:
         """Refuse while a job runs; cancel what is queued."""
-        active = self.active_for(destination)
-        if active and active["state"] == JobState.RUNNING.value:
-            raise RpcError(ErrorCode.CONFLICT, f"job {active['id']} is running for {destination!r}; "
-                           f"cancel it first (anemonectl job cancel {active['id']})")
-        if active:
+        for active in self.store.job_rows(destination=destination, limit=1000, states=ACTIVE):
+            if active["state"] == JobState.RUNNING.value:
+                raise RpcError(ErrorCode.CONFLICT, f"job {active['id']} is running for {destination!r}; "
+                               f"cancel it first (anemonectl job cancel {active['id']})")
+        for active in self.store.job_rows(destination=destination, limit=1000, states=ACTIVE):
             self._transition(active, JobState.CANCELLED, error="its destination was removed")
 
     async def wait(self, job_id: int, timeout_s: float) -> dict[str, Any]:

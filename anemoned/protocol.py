@@ -69,6 +69,11 @@ METHODS: dict[str, str] = {
     "job.show": "One job (params: id).",
     "job.wait": "Wait until the job ends or timeout_s passes; returns the job with progress (params: id, timeout_s?).",
     "job.cancel": "Cancel a queued or running job (params: id).",
+    "restore": "Queue a restore job (params: destination, user, to, path?, version?, overwrite?).",
+    "restore.list": "What can be restored (params: destination, user, path?, version?).",
+    "dest.versions": "The versions folders kept on the destination (params: name).",
+    "verify": "Queue a verify job (params: destination, user?).",
+    "dest.usage": "Queue a usage job (params: name); its stats hold the usage.",
 }
 
 

@@ -16,10 +16,10 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from . import __version__
-from . import access, handlers
+from . import access, handlers, remote_jobs
 from .destinations import Destination
 from .scheduler import after_scheduled_finish, after_scheduled_start, next_run, skip_missed, zone
 from .timeutil import iso, utc_now
@@ -55,7 +55,9 @@ class Daemon:
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
-        self.jobs = JobQueue(self.store, config.max_concurrent_syncs, {"sync": self._sync_job},
+        self.jobs = JobQueue(self.store, config.max_concurrent_syncs, {
+            "sync": self._job(run_sync_job), "restore": self._job(remote_jobs.restore_job),
+            "verify": self._job(remote_jobs.verify_job), "usage": self._job(remote_jobs.usage_job)},
                              on_change=self.refresh_status, on_finished=self._job_finished,
                              on_prune=self._remove_job_logs)
         self.wake_scheduler = asyncio.Event()
@@ -79,7 +81,13 @@ class Daemon:
             "destinations": len(self.store.destination_rows()),
             "next_run": upcoming[1] if upcoming else None,
             "next_run_destination": upcoming[0] if upcoming else None,
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """Every destination's current warnings, named."""
+        views = [handlers.destination_view(self, Destination.from_row(r)) for r in self.store.destination_rows()]
+        return [f"{v['name']}: {w}" for v in views for w in v["warnings"]]
 
     # -- schedules -------------------------------------------------------------
 
@@ -179,8 +187,11 @@ class Daemon:
 
     # -- jobs ------------------------------------------------------------------
 
-    async def _sync_job(self, job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
-        return await run_sync_job(self.config, self.store, self.rclone_binary, job, report, self.job_log_path(job["id"]))
+    def _job(self, fn: Callable[..., Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
+        """A job function bound to the daemon's current config and rclone."""
+        async def run(job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
+            return await fn(self.config, self.store, self.rclone_binary, job, report, self.job_log_path(job["id"]))
+        return run
 
     def _catch_up_interrupted(self) -> None:
         """A sync cut short by a crash or stop runs again soon after start-up:

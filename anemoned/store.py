@@ -62,6 +62,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE destinations ADD COLUMN versions_pruned_at TEXT;
     ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3 -> 4: the free-space threshold under which dest show/status warn.
+    """
+    ALTER TABLE destinations ADD COLUMN warn_free_percent INTEGER NOT NULL DEFAULT 10;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

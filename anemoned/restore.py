@@ -1,0 +1,125 @@
+"""Getting files back: restore jobs, and listing what can be restored.
+
+A restore copies (never syncs: nothing local is ever deleted) the user's
+remote backup, a sub-path of it, or the state kept in a versions folder,
+into a target directory. The target is written through a fixed local
+remote `out:`, so the path after it is only a path. Modification times
+come back with the files.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from . import rclone
+from .protocol import ErrorCode, RpcError, invalid_params
+from .sync import JobLog, StatsCollector, parse_version_folder, safe_user_name
+
+OUT_REMOTE = "out"
+LIST_LIMIT = 10_000
+
+
+def check_subpath(value: str) -> list[str]:
+    """A path inside a user's tree as its parts; raises naming `path`."""
+    if any(ord(c) < 32 for c in value) or "\x7f" in value:
+        raise invalid_params("path", "must not contain control characters")
+    parts = [p for p in PurePosixPath(value).parts if p not in ("/",)]
+    if any(p in ("..", ".") for p in parts):
+        raise invalid_params("path", "must stay inside the user's tree (no '.' or '..')")
+    return parts
+
+
+def check_user(value: str) -> str:
+    if not safe_user_name(value):
+        raise invalid_params("user", "must be a user name as in users_dir")
+    return value
+
+
+def check_version(value: str) -> str:
+    if parse_version_folder(value) is None:
+        raise invalid_params("version", "must be a versions folder name as `dest versions` lists (2026-11-27T083015Z)")
+    return value
+
+
+def check_target(value: str, overwrite: bool) -> Path:
+    """The restore target: absolute, and empty or absent unless overwrite."""
+    if not value.startswith("/") or any(ord(c) < 32 for c in value):
+        raise invalid_params("to", "must be an absolute directory path")
+    target = Path(os.path.normpath(value))
+    if target.exists():
+        if not target.is_dir():
+            raise invalid_params("to", f"{target} exists and is not a directory")
+        if any(target.iterdir()) and not overwrite:
+            raise RpcError(ErrorCode.CONFLICT, f"to: {target} is not empty; choose an empty directory, or pass "
+                           "--overwrite to write into it (files there with the same names are replaced)", {"field": "to"})
+    return target
+
+
+def remote_source(remote_path: str, user: str, parts: list[str], version: str | None) -> str:
+    base = ("versions", version, user) if version else ("backup", user)
+    return rclone.dest_path(remote_path, *base, *parts)
+
+
+def copy_args(source: str, target: Path) -> list[str]:
+    return ["copy", source, f"{OUT_REMOTE}:{target}", *rclone.global_args("INFO"),
+            "--stats", "1s", "--stats-log-level", "NOTICE", "--retries", "2", "--low-level-retries", "3",
+            "--create-empty-src-dirs"]
+
+
+def out_env() -> dict[str, str]:
+    return rclone.option_env(OUT_REMOTE, {"type": "local"})
+
+
+async def run_restore(binary: str, dest_env: dict[str, str], remote_path: str, options: dict[str, Any],
+                      log: JobLog, report: Callable[[dict[str, Any]], None]) -> tuple[bool, str | None, dict[str, Any]]:
+    """(ok, error, stats) of one restore."""
+    target = check_target(options["to"], bool(options.get("overwrite")))  # again: the target may have changed
+    source = remote_source(remote_path, options["user"], check_subpath(options.get("path") or ""), options.get("version"))
+    collector = StatsCollector([], dry_run=False)
+
+    def on_record(record: dict[str, Any]) -> None:
+        log.write(record)
+        progress = collector.feed(record)
+        if progress is not None:
+            report(progress)
+
+    result = await rclone.run(binary, copy_args(source, target), {**dest_env, **out_env()}, on_record=on_record,
+                              keep_records=False)
+    stats = collector.stats(0)
+    stats.pop("users")
+    stats.update(target=str(target), source=source.split(":", 1)[1])
+    if result.ok:
+        return True, None, stats
+    cls = rclone.classify(collector.errors)
+    first = rclone.first_error([{"level": "error", "msg": m} for m in collector.errors]) or f"rclone exited {result.returncode}"
+    return False, f"{cls}: {first}" if cls else first, stats
+
+
+async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: str, user: str, parts: list[str],
+                          version: str | None) -> dict[str, Any]:
+    source = remote_source(remote_path, user, parts, version)
+    result = await rclone.run(binary, ["lsjson", "-R", "--no-mimetype", source, *rclone.global_args("NOTICE")], dest_env,
+                              capture_stdout=True, timeout_s=300)
+    if not result.ok:
+        messages = rclone.error_messages(result.records) or [str(r.get("msg")) for r in result.records]
+        cls = rclone.classify(messages)
+        if cls == rclone.PATH_MISSING or result.returncode == 3:
+            raise RpcError(ErrorCode.NOT_FOUND, f"nothing to restore at {source.split(':', 1)[1]}", {"field": "path"})
+        raise RpcError(ErrorCode.OPERATION_FAILED, f"{cls or 'error'}: {rclone.first_error(result.records)}")
+    import json
+    entries = json.loads(result.stdout or b"[]")
+    files = [{"path": e["Path"], "size": e["Size"], "modified": e["ModTime"], "is_dir": e["IsDir"]}
+             for e in entries[:LIST_LIMIT]]
+    return {"source": source.split(":", 1)[1], "entries": files, "truncated": len(entries) > LIST_LIMIT}
+
+
+async def list_versions(binary: str, dest_env: dict[str, str], remote_path: str) -> list[str]:
+    result = await rclone.run(binary, ["lsf", "--dirs-only", rclone.dest_path(remote_path, "versions"),
+                                       *rclone.global_args("NOTICE")], dest_env, capture_stdout=True, timeout_s=120)
+    if not result.ok:
+        if result.returncode == 3 or rclone.classify(rclone.error_messages(result.records)) == rclone.PATH_MISSING:
+            return []
+        raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot list versions: {rclone.first_error(result.records)}")
+    names = [n.rstrip("/") for n in result.stdout.decode(errors="replace").split()]
+    return sorted(n for n in names if parse_version_folder(n) is not None)

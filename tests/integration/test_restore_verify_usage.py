@@ -1,0 +1,122 @@
+"""Getting files back, proving the remote copy, measuring the server:
+against the real sshd, rclone and daemon."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testbed.daemon import DaemonProcess
+from testbed.sshd import SshServer
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), int(p.stat().st_mtime))
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def synced(daemon: DaemonProcess, sshd: SshServer):
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("r")
+    res = daemon.ctl("dest", "add", "d", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
+    assert res.returncode == 0, res.stderr
+    t = 1_650_000_000
+    for user, files in {"alice": {"docs/a.txt": "alpha\n" * 50, "docs/deep/b.txt": "beta", "c d.txt": "gamma"},
+                        "bob": {"x.bin": "x" * 3000}}.items():
+        for i, (rel, text) in enumerate(files.items()):
+            p = daemon.users_dir / user / "backup" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+            os.utime(p, (t + i, t + i))
+    assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
+    return daemon, remote
+
+
+def test_round_trip_sub_path_version_and_refusals(synced, tmp_path):
+    daemon, remote = synced
+    alice = daemon.users_dir / "alice/backup"
+    original = tree(alice)
+
+    # the user loses everything locally; the restore brings it all back
+    target = tmp_path / "restored"
+    job = daemon.ctl_json("restore", "d", "--user", "alice", "--to", str(target), "--wait")
+    assert job["state"] == "succeeded" and job["stats"]["files_transferred"] == 3
+    assert tree(target) == original  # content and modification times
+
+    listing = daemon.ctl_json("restore", "d", "--user", "alice", "--list", "--path", "docs")
+    assert sorted(e["path"] for e in listing["entries"] if not e["is_dir"]) == ["a.txt", "deep/b.txt"]
+
+    sub = tmp_path / "sub"
+    assert daemon.ctl_json("restore", "d", "--user", "alice", "--path", "docs/deep", "--to", str(sub), "--wait")["state"] == "succeeded"
+    assert tree(sub) == {"b.txt": original["docs/deep/b.txt"]}
+
+    # a non-empty target is refused, unless --overwrite
+    res = daemon.ctl("restore", "d", "--user", "alice", "--to", str(target))
+    assert res.returncode == 2 and "not empty" in res.stderr
+    (target / "c d.txt").write_text("scribbled")
+    assert daemon.ctl_json("restore", "d", "--user", "alice", "--to", str(target), "--overwrite", "--wait")["state"] == "succeeded"
+    assert (target / "c d.txt").read_text() == "gamma"
+
+    # a version: the state before a change
+    (alice / "docs/a.txt").write_text("rewritten")
+    changed = daemon.ctl_json("sync", "d", "--wait")
+    folder = changed["stats"]["versions_folder"]
+    assert daemon.ctl_json("dest", "versions", "d") == [folder]
+    old = tmp_path / "old"
+    job = daemon.ctl_json("restore", "d", "--user", "alice", "--version", folder, "--to", str(old), "--wait")
+    assert job["state"] == "succeeded"
+    assert tree(old) == {"docs/a.txt": original["docs/a.txt"]}
+
+    for bad, field in ((["--user", "../etc"], "user"), (["--user", "alice", "--path", "../../x"], "path"),
+                       (["--user", "alice", "--version", "yesterday"], "version")):
+        res = daemon.ctl("restore", "d", *bad, "--to", str(tmp_path / "never"))
+        assert res.returncode == 2 and field in res.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_verify_passes_then_names_a_file_changed_behind_its_back(synced):
+    daemon, remote = synced
+    ok = daemon.ctl_json("verify", "d", "--wait")
+    assert ok["state"] == "succeeded" and ok["stats"]["checks"] == 4 and ok["stats"]["differ"] == 0
+
+    # same size, same modification time, different content: a sync would not notice
+    victim = remote / "backup/alice/docs/deep/b.txt"
+    st = victim.stat()
+    victim.write_text("BETA")
+    os.utime(victim, (st.st_atime, st.st_mtime))
+    assert daemon.ctl_json("sync", "d", "--wait")["stats"]["files_transferred"] == 0
+
+    res = daemon.ctl("verify", "d", "--wait")
+    assert res.returncode == 1
+    job = daemon.ctl_json("job", "show", str(daemon.ctl_json("job", "list", "--limit", "1")[0]["id"]))
+    assert job["state"] == "failed" and "alice/docs/deep/b.txt" in job["error"]
+    assert job["stats"]["users"]["alice"]["differing_files"] == ["alice/docs/deep/b.txt"]
+    assert job["stats"]["users"]["bob"]["status"] == "succeeded"
+    assert daemon.ctl_json("verify", "d", "--user", "bob", "--wait")["state"] == "succeeded"
+
+
+def test_usage_matches_what_is_on_disk(synced):
+    daemon, remote = synced
+    (daemon.users_dir / "bob/backup/x.bin").write_text("y" * 10)  # an overwrite: the old copy goes to versions/
+    assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
+    job = daemon.ctl_json("dest", "usage", "d")
+    u = job["stats"]
+    for user in ("alice", "bob"):
+        files = [p for p in (remote / "backup" / user).rglob("*") if p.is_file()]
+        assert u["users"][user] == {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    versions = [p for p in (remote / "versions").rglob("*") if p.is_file()]
+    assert (u["versions_files"], u["versions_bytes"]) == (1, 3000) == (len(versions), sum(p.stat().st_size for p in versions))
+    df = os.statvfs(remote)
+    slack = 64 * 1024 * 1024  # other tests write meanwhile
+    # what the server's statvfs says: available to users, or free blocks
+    assert df.f_bavail * df.f_frsize - slack <= u["free_bytes"] <= df.f_bfree * df.f_frsize + slack
+    # a threshold above the real free share: dest show and status warn
+    daemon.ctl_json("dest", "edit", "d", "--warn-free-percent", "100")
+    daemon.ctl_json("dest", "usage", "d")
+    assert daemon.ctl_json("dest", "show", "d")["warnings"]
+    assert any(w.startswith("d: only") for w in daemon.ctl_json("status")["warnings"])
+    assert "remote free space low" in daemon.log_text()
