@@ -155,7 +155,8 @@ def schedule_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_dest_schedule(ctl: Ctl, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"name": args.name, "schedule": schedule_from_args(args)}
+    params: dict[str, Any] = {"name": args.name, "schedule": schedule_from_args(args),
+                              "kind": "verify" if args.verify else "sync"}
     if args.catch_up is not None:
         params["catch_up"] = args.catch_up
     dest = ctl.call("dest.schedule", params)
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--create-path", action="store_true", help="create the remote path when it is missing")
     sched = command(dest, "schedule", cmd_dest_schedule, "set when the destination syncs")
     sched.add_argument("name")
+    sched.add_argument("--verify", action="store_true", help="set the verify schedule instead of the sync schedule")
     when = sched.add_mutually_exclusive_group(required=True)
     when.add_argument("--interval", metavar="DURATION", help="every DURATION, e.g. 30m, 2h, 1d")
     when.add_argument("--daily", metavar="HH:MM")

@@ -87,6 +87,8 @@ def destination(d: dict[str, Any]) -> str:
         f"  safety:      at most {d['max_delete']} deletions ({d['max_delete_percent']}% of remote files) per sync; "
         + (f"versions kept {d['keep_versions_days']} days" if d["keep_versions_days"] else "no versions kept"),
         f"  next run:    {d.get('next_run') or '-'}",
+        f"  verify:      {schedule(d.get('verify_schedule'))}"
+        + (f", next {d['next_verify']}" if d.get("next_verify") else ""),
         f"  last sync:   {last_sync(d.get('last_sync'))}",
     ]
     for warning in d.get("warnings") or []:

@@ -45,6 +45,8 @@ class Destination:
     keep_versions_days: int = 30
     versions_pruned_at: str | None = None
     warn_free_percent: int = 10
+    verify_schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "off"})
+    verify_schedule_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -56,6 +58,7 @@ class Destination:
             last_test=row["last_test"], created_at=row["created_at"], max_delete=row["max_delete"],
             max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
             versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
+            verify_schedule=row["verify_schedule"], verify_schedule_state=row["verify_schedule_state"],
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -67,6 +70,7 @@ class Destination:
             "created_at": self.created_at, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "versions_pruned_at": self.versions_pruned_at, "warn_free_percent": self.warn_free_percent,
+            "verify_schedule": self.verify_schedule, "verify_schedule_state": self.verify_schedule_state,
         }
 
     def public(self) -> dict[str, Any]:
@@ -78,7 +82,7 @@ class Destination:
             "host_key_type": self.host_key.key_type if self.host_key else None,
             "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
-            "warn_free_percent": self.warn_free_percent,
+            "warn_free_percent": self.warn_free_percent, "verify_schedule": self.verify_schedule,
         }
 
 

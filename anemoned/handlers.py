@@ -159,6 +159,7 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     """A destination as dest show/list print it (CONTRACT JSON shape)."""
     view = dest.public()
     view["next_run"] = daemon.next_run_of(dest)
+    view["next_verify"] = daemon.next_run_of(dest, "verify")
     last = daemon.store.last_finished_job_row(dest.name, "sync")
     measured = daemon.store.last_finished_job_row(dest.name, "usage")
     view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
@@ -460,14 +461,19 @@ async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
     raw = p.obj("schedule") or {}
     catch_up = p.raw.get("catch_up")
     p.seen.add("catch_up")
+    kind = p.str("kind", required=False, max_len=10) or "sync"
+    if kind not in ("sync", "verify"):
+        raise invalid_params("kind", "must be sync or verify")
     if catch_up is not None and not isinstance(catch_up, bool):
         raise invalid_params("catch_up", "must be true or false")
     p.check_unknown()
     schedule = parse_schedule(raw, catch_up)
     load_destination(daemon, name)
     # A new schedule starts counting now: no catch-up for moments before it.
-    daemon.store.update_destination(name, {"schedule": schedule, "schedule_state": {"anchor": iso(utc_now())}})
-    event(logging.INFO, "schedule set", dest=name, schedule=json.dumps(schedule, sort_keys=True))
+    prefix = "" if kind == "sync" else "verify_"
+    daemon.store.update_destination(name, {f"{prefix}schedule": schedule,
+                                           f"{prefix}schedule_state": {"anchor": iso(utc_now())}})
+    event(logging.INFO, "schedule set", dest=name, kind=kind, schedule=json.dumps(schedule, sort_keys=True))
     daemon.destinations_changed()
     return destination_view(daemon, load_destination(daemon, name))
 

@@ -14,15 +14,13 @@ import signal
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from . import __version__
 from . import access, handlers, remote_jobs
 from .destinations import Destination
-from .scheduler import after_scheduled_finish, after_scheduled_start, next_run, skip_missed, zone
-from .timeutil import iso, utc_now
+from .schedule_loop import ScheduleLoop
 from .jobs import JobOutcome, JobQueue, JobState
 from .sync_job import run_sync_job
 from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
@@ -32,12 +30,6 @@ from .rclone_version import RcloneUnusable, check_rclone
 from .server import AlreadyRunning, Peer, RpcServer
 from .store import Store, StoreError
 from .systemd_notify import Notifier
-
-
-#: The scheduler re-reads the clock at least this often (see _scheduler).
-MAX_SLEEP_S = 300.0
-#: A wake-up this much later than planned means the machine was asleep.
-LATE_WAKE_S = 60.0
 
 
 class Daemon:
@@ -58,9 +50,9 @@ class Daemon:
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, {
             "sync": self._job(run_sync_job), "restore": self._job(remote_jobs.restore_job),
             "verify": self._job(remote_jobs.verify_job), "usage": self._job(remote_jobs.usage_job)},
-                             on_change=self.refresh_status, on_finished=self._job_finished,
+                             on_change=self.refresh_status, on_finished=lambda job: self.schedules.job_finished(job),
                              on_prune=self._remove_job_logs)
-        self.wake_scheduler = asyncio.Event()
+        self.schedules = ScheduleLoop(self.store, self.jobs, lambda: self.config.timezone, self.refresh_status)
         self.interrupted = self.jobs.recover()
         if self.interrupted:
             event(logging.WARNING, "jobs interrupted by the last stop", jobs=",".join(map(str, self.interrupted)))
@@ -91,87 +83,15 @@ class Daemon:
 
     # -- schedules -------------------------------------------------------------
 
-    def _next_run_instant(self, dest: Destination, now: datetime) -> datetime | None:
-        if not dest.enabled:
-            return None  # disabled destinations never run
-        return next_run(dest.schedule, dest.schedule_state, now, zone(self.config.timezone))
-
-    def next_run_of(self, dest: Destination) -> str | None:
-        """When the destination syncs next (ISO), or None; a moment already
-        due shows as now."""
-        now = utc_now()
-        due = self._next_run_instant(dest, now)
-        return iso(max(due, now)) if due else None
+    def next_run_of(self, dest: Destination, kind: str = "sync") -> str | None:
+        return self.schedules.next_run(dest.to_row(), kind)
 
     def upcoming(self) -> tuple[str, str] | None:
-        """(destination, ISO time) of the earliest next run, if any."""
-        runs = [(d.name, self.next_run_of(d)) for d in map(Destination.from_row, self.store.destination_rows())]
-        runs = [(name, at) for name, at in runs if at]
-        return min(runs, key=lambda r: r[1]) if runs else None
+        return self.schedules.upcoming()
 
     def destinations_changed(self) -> None:
-        self.wake_scheduler.set()
+        self.schedules.wake.set()
         self.refresh_status()
-
-    async def _scheduler(self) -> None:
-        """Start scheduled syncs when due, then sleep until the next one.
-
-        It wakes early whenever a destination, a schedule or the config
-        changes, and at least every MAX_SLEEP_S: asyncio sleeps on the
-        monotonic clock, which stands still while the machine is asleep."""
-        planned: datetime | None = None  # when this loop meant to wake up
-        while True:
-            self.wake_scheduler.clear()
-            now = utc_now()
-            # Start-up, or a wake-up far later than planned (the machine
-            # slept): moments missed meanwhile are dropped where the
-            # destination says so.
-            if planned is None or (now - planned).total_seconds() > LATE_WAKE_S:
-                self._skip_missed(now)
-            wake_at: datetime | None = None
-            for dest in map(Destination.from_row, self.store.destination_rows()):
-                due = self._next_run_instant(dest, now)
-                if due is not None and due <= now:
-                    self._start_scheduled(dest, now)
-                    due = self._next_run_instant(Destination.from_row(self.store.destination_row(dest.name) or {}), now)
-                if due is not None:
-                    wake_at = due if wake_at is None else min(wake_at, due)
-            self.refresh_status()
-            sleep_s = MAX_SLEEP_S if wake_at is None else min(max((wake_at - now).total_seconds(), 0.05), MAX_SLEEP_S)
-            planned = now + timedelta(seconds=sleep_s)
-            try:
-                await asyncio.wait_for(self.wake_scheduler.wait(), sleep_s)
-            except asyncio.TimeoutError:
-                pass
-
-    def _skip_missed(self, now: datetime) -> None:
-        tz = zone(self.config.timezone)
-        for dest in map(Destination.from_row, self.store.destination_rows()):
-            state = skip_missed(dest.schedule, dest.schedule_state, now, tz)
-            if state is not None:
-                self.store.update_destination(dest.name, {"schedule_state": state})
-                event(logging.INFO, "missed scheduled runs skipped", dest=dest.name)
-
-    def _start_scheduled(self, dest: Destination, now: datetime) -> None:
-        state = dest.schedule_state
-        is_retry = bool(state.get("retry_at")) and datetime.fromisoformat(state["retry_at"]) <= now
-        job, created = self.jobs.submit(dest.name, "sync", False, trigger="retry" if is_retry else "schedule")
-        if not created:
-            event(logging.INFO, "scheduled moment absorbed by the running job", dest=dest.name, job=job["id"])
-        self.store.update_destination(dest.name, {"schedule_state": after_scheduled_start(state, now, is_retry)})
-
-    def _job_finished(self, job: dict[str, Any]) -> None:
-        if job["trigger"] in ("schedule", "retry"):
-            row = self.store.destination_row(job["destination"])
-            if row is not None:
-                dest = Destination.from_row(row)
-                state = after_scheduled_finish(dest.schedule, dest.schedule_state, job["state"] == "succeeded",
-                                               utc_now(), zone(self.config.timezone))
-                self.store.update_destination(dest.name, {"schedule_state": state})
-                if state.get("retry_at"):
-                    event(logging.WARNING, "scheduled sync failed; retrying later", dest=dest.name, job=job["id"],
-                          retry_at=state["retry_at"], failures=state["failures"])
-        self.wake_scheduler.set()
 
     async def before_destination_removed(self, name: str) -> None:
         self.jobs.remove_destination(name)
@@ -227,7 +147,7 @@ class Daemon:
         # READY only now: the socket accepts connections.
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
         watchdog = asyncio.create_task(self._watchdog())
-        scheduler = asyncio.create_task(self._scheduler())
+        scheduler = asyncio.create_task(self.schedules.run())
         try:
             await self.stopping.wait()
         finally:
@@ -273,7 +193,7 @@ class Daemon:
         self.config = new
         set_level(new.log_level)
         self.jobs.set_max_concurrent(new.max_concurrent_syncs)
-        self.wake_scheduler.set()  # the zone may have changed
+        self.schedules.wake.set()  # the zone may have changed
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 

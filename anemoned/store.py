@@ -66,6 +66,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE destinations ADD COLUMN warn_free_percent INTEGER NOT NULL DEFAULT 10;
     """,
+    # 4 -> 5: a verify schedule of its own, with its own bookkeeping.
+    """
+    ALTER TABLE destinations ADD COLUMN verify_schedule TEXT NOT NULL DEFAULT '{"kind": "off"}';
+    ALTER TABLE destinations ADD COLUMN verify_schedule_state TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -203,7 +208,8 @@ def _statements(script: str) -> Iterator[str]:
             yield part
 
 
-_JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state", "options"}
+_JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state", "options", "verify_schedule",
+                 "verify_schedule_state"}
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

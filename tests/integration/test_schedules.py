@@ -85,3 +85,13 @@ def test_bad_schedule_is_refused_naming_the_field(dest: DaemonProcess):
     res = dest.ctl("dest", "schedule", "d", "--cron", "not a cron")
     assert res.returncode == 2 and "schedule.expr" in res.stderr
     assert dest.ctl("dest", "schedule", "nope", "--off").returncode == 4
+
+
+def test_verify_has_a_schedule_of_its_own(dest: DaemonProcess):
+    assert dest.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
+    shown = dest.ctl_json("dest", "schedule", "d", "--verify", "--interval", "2s")
+    assert shown["verify_schedule"]["kind"] == "interval" and shown["schedule"] == {"kind": "off"}
+    assert shown["next_verify"] and shown["next_run"] is None
+    job = wait_until(lambda: [j for j in scheduled_jobs(dest) if j["kind"] == "verify"], timeout_s=15)[-1]
+    assert dest.ctl_json("job", "wait", str(job["id"]))["state"] == "succeeded"
+    assert not [j for j in scheduled_jobs(dest) if j["kind"] == "sync"]

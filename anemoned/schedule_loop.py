@@ -1,0 +1,112 @@
+"""The scheduler loop: starts scheduled syncs and verifies when they are
+due, keeps each destination's bookkeeping, and sleeps until the next one.
+
+All the time maths is in scheduler.py (pure); this module only reads the
+clock, the store and the job queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from .jobs import JobQueue
+from .logs import event
+from .scheduler import after_scheduled_finish, after_scheduled_start, next_run, skip_missed, zone
+from .store import Store
+from .timeutil import iso, utc_now
+
+#: job kind -> (schedule column, bookkeeping column) in the destinations table
+SCHEDULED_KINDS = {"sync": ("schedule", "schedule_state"), "verify": ("verify_schedule", "verify_schedule_state")}
+#: The loop re-reads the clock at least this often: asyncio sleeps on the
+#: monotonic clock, which stands still while the machine is suspended.
+MAX_SLEEP_S = 300.0
+#: A wake-up this much later than planned means the machine was asleep.
+LATE_WAKE_S = 60.0
+
+
+class ScheduleLoop:
+    def __init__(self, store: Store, jobs: JobQueue, timezone: Callable[[], str | None],
+                 on_tick: Callable[[], None]) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.timezone = timezone
+        self.on_tick = on_tick
+        self.wake = asyncio.Event()
+
+    def _due(self, row: dict[str, Any], kind: str, now: datetime) -> datetime | None:
+        if not row["enabled"]:
+            return None  # disabled destinations never run
+        schedule_col, state_col = SCHEDULED_KINDS[kind]
+        return next_run(row[schedule_col], row[state_col], now, zone(self.timezone()))
+
+    def next_run(self, row: dict[str, Any], kind: str = "sync") -> str | None:
+        """When the destination next runs `kind` (ISO), or None; a moment
+        already due shows as now."""
+        now = utc_now()
+        due = self._due(row, kind, now)
+        return iso(max(due, now)) if due else None
+
+    def upcoming(self) -> tuple[str, str] | None:
+        """(destination, ISO time) of the earliest scheduled job, if any."""
+        runs = [(r["name"], self.next_run(r, kind)) for r in self.store.destination_rows() for kind in SCHEDULED_KINDS]
+        runs = [(name, at) for name, at in runs if at]
+        return min(runs, key=lambda r: r[1]) if runs else None
+
+    async def run(self) -> None:
+        planned: datetime | None = None  # when the loop meant to wake up
+        while True:
+            self.wake.clear()
+            now = utc_now()
+            if planned is None or (now - planned).total_seconds() > LATE_WAKE_S:
+                self._skip_missed(now)  # start-up, or the machine slept
+            wake_at: datetime | None = None
+            for kind in SCHEDULED_KINDS:
+                for row in self.store.destination_rows():
+                    due = self._due(row, kind, now)
+                    if due is not None and due <= now:
+                        self._start(row, kind, now)
+                        fresh = self.store.destination_row(row["name"])
+                        due = self._due(fresh, kind, now) if fresh else None
+                    if due is not None:
+                        wake_at = due if wake_at is None else min(wake_at, due)
+            self.on_tick()
+            sleep_s = MAX_SLEEP_S if wake_at is None else min(max((wake_at - now).total_seconds(), 0.05), MAX_SLEEP_S)
+            planned = now + timedelta(seconds=sleep_s)
+            try:
+                await asyncio.wait_for(self.wake.wait(), sleep_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def _skip_missed(self, now: datetime) -> None:
+        tz = zone(self.timezone())
+        for kind, (schedule_col, state_col) in SCHEDULED_KINDS.items():
+            for row in self.store.destination_rows():
+                state = skip_missed(row[schedule_col], row[state_col], now, tz)
+                if state is not None:
+                    self.store.update_destination(row["name"], {state_col: state})
+                    event(logging.INFO, "missed scheduled runs skipped", dest=row["name"], kind=kind)
+
+    def _start(self, row: dict[str, Any], kind: str, now: datetime) -> None:
+        state_col = SCHEDULED_KINDS[kind][1]
+        state = row[state_col]
+        is_retry = bool(state.get("retry_at")) and datetime.fromisoformat(state["retry_at"]) <= now
+        job, created = self.jobs.submit(row["name"], kind, False, trigger="retry" if is_retry else "schedule")
+        if not created:
+            event(logging.INFO, "scheduled moment absorbed by the running job", dest=row["name"], job=job["id"])
+        self.store.update_destination(row["name"], {state_col: after_scheduled_start(state, now, is_retry)})
+
+    def job_finished(self, job: dict[str, Any]) -> None:
+        """Retry bookkeeping after a scheduled job ended."""
+        if job["trigger"] in ("schedule", "retry") and job["kind"] in SCHEDULED_KINDS:
+            row = self.store.destination_row(job["destination"])
+            if row is not None:
+                schedule_col, state_col = SCHEDULED_KINDS[job["kind"]]
+                state = after_scheduled_finish(row[schedule_col], row[state_col], job["state"] == "succeeded",
+                                               utc_now(), zone(self.timezone()))
+                self.store.update_destination(row["name"], {state_col: state})
+                if state.get("retry_at"):
+                    event(logging.WARNING, f"scheduled {job['kind']} failed; retrying later", dest=row["name"],
+                          job=job["id"], retry_at=state["retry_at"], failures=state["failures"])
+        self.wake.set()
