@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
@@ -21,7 +20,7 @@ from . import __version__
 from . import access, handlers, remote_jobs
 from .destinations import Destination
 from .schedule_loop import ScheduleLoop
-from .jobs import JobOutcome, JobQueue, JobState
+from .jobs import JobOutcome, JobQueue
 from .sync_job import run_sync_job
 from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
 from .logs import event, set_level, setup_logging
@@ -118,9 +117,11 @@ class Daemon:
         the backup it was making is still wanted."""
         for job_id in self.interrupted:
             job = self.store.job_row(job_id)
-            if job and job["kind"] == "sync" and not job["dry_run"] and self.store.destination_row(job["destination"]):
-                if Destination.from_row(self.store.destination_row(job["destination"]) or {}).enabled:
-                    self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
+            if job is None or job["kind"] != "sync" or job["dry_run"]:
+                continue
+            dest = self.store.destination_row(job["destination"])
+            if dest is not None and dest["enabled"]:
+                self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
 
     def job_log_path(self, job_id: int) -> Path:
         return self.config.job_logs_dir / f"{job_id}.log"

@@ -20,7 +20,6 @@ one coroutine that runs things.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat

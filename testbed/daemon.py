@@ -137,6 +137,18 @@ class DaemonProcess:
         assert res.returncode == expect, f"anemonectl {' '.join(args)} exited {res.returncode}: {res.stderr}{res.stdout}"
         return json.loads(res.stdout)
 
+    def wait_for_progress(self, job_id: int, timeout_s: float = 60) -> dict[str, Any]:
+        """The job's progress once rclone has sent some bytes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.ctl_json("job", "show", str(job_id))
+            progress = job.get("progress") or {}
+            if progress.get("bytes", 0) > 0:
+                return progress
+            assert job["state"] in ("queued", "running"), job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} made no progress in {timeout_s} s")
+
     def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One raw JSON-RPC exchange; returns the whole response object."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -1,14 +1,12 @@
 """The real anemoned process: readiness, status, signals, start-up refusals."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
 import subprocess
 import time
 
-import pytest
 
 from testbed.daemon import ANEMONED, DaemonProcess
 

@@ -6,25 +6,15 @@ import os
 import pwd
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from testbed.daemon import DaemonProcess
+from testbed.files import snapshot, sparse
 from testbed.sshd import SshServer
 
 GIB = 1024 ** 3
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
-    """path -> (size, mtime, first bytes) of every file under root."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            with p.open("rb") as f:
-                out[str(p.relative_to(root))] = (p.stat().st_size, int(p.stat().st_mtime), f.read(64))
-    return out
 
 
 @pytest.fixture
@@ -56,16 +46,6 @@ def sync(daemon: DaemonProcess, name: str = "d", *extra: str) -> dict:
     return __import__("json").loads(res.stdout)
 
 
-def wait_progress(daemon: DaemonProcess, job_id: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = daemon.ctl_json("job", "show", str(job_id))
-        if (job.get("progress") or {}).get("bytes", 0) > 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("no progress")
-
-
 def test_server_down_fails_unreachable_and_changes_nothing(env, sshd):
     daemon, remote = env()
     before = snapshot(remote)
@@ -92,11 +72,9 @@ def test_changed_host_key_transfers_nothing(env, sshd):
 
 def test_sshd_killed_mid_transfer_then_the_next_sync_completes_cleanly(env, sshd):
     daemon, remote = env()
-    big = daemon.users_dir / "alice/backup/big.img"
-    with big.open("wb") as f:
-        f.truncate(3 * GIB)
+    sparse(daemon.users_dir / "alice/backup/big.img", 3 * GIB)
     job_id = int(daemon.ctl("sync", "d").stdout)
-    wait_progress(daemon, job_id)
+    daemon.wait_for_progress(job_id)
     sshd.stop(signal.SIGKILL)
     job = daemon.ctl_json("job", "wait", str(job_id), expect=1, timeout_s=300)
     assert job["state"] == "failed" and job["error"]
@@ -110,11 +88,9 @@ def test_sshd_killed_mid_transfer_then_the_next_sync_completes_cleanly(env, sshd
 
 def test_daemon_killed_mid_sync_is_interrupted_and_catches_up(env):
     daemon, remote = env()
-    big = daemon.users_dir / "bob/backup/big.img"
-    with big.open("wb") as f:
-        f.truncate(2 * GIB)
+    sparse(daemon.users_dir / "bob/backup/big.img", 2 * GIB)
     job_id = int(daemon.ctl("sync", "d").stdout)
-    wait_progress(daemon, job_id)
+    daemon.wait_for_progress(job_id)
     daemon.kill()
     daemon.start()
     assert daemon.ctl_json("job", "show", str(job_id))["state"] == "interrupted"
@@ -176,13 +152,10 @@ def test_restart_with_queued_work_keeps_everything(make_daemon, sshd):
     add(daemon, sshd, "one", r1)
     add(daemon, sshd, "two", r2)
     daemon.ctl_json("dest", "schedule", "two", "--daily", "03:30")
-    big = daemon.users_dir / "alice/backup/big.img"
-    big.parent.mkdir(parents=True)
-    with big.open("wb") as f:
-        f.truncate(2 * GIB)
+    sparse(daemon.users_dir / "alice/backup/big.img", 2 * GIB)
     first = int(daemon.ctl("sync", "one").stdout)
     second = int(daemon.ctl("sync", "two").stdout)
-    wait_progress(daemon, first)
+    daemon.wait_for_progress(first)
     assert daemon.ctl_json("job", "show", str(second))["state"] == "queued"
     daemon.signal(signal.SIGTERM)
     assert daemon.stop() == 0

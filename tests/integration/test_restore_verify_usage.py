@@ -3,18 +3,12 @@ against the real sshd, rclone and daemon."""
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from testbed.daemon import DaemonProcess
+from testbed.files import tree
 from testbed.sshd import SshServer
-
-
-def tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), int(p.stat().st_mtime))
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

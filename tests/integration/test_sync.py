@@ -10,31 +10,10 @@ from pathlib import Path
 import pytest
 
 from testbed.daemon import DaemonProcess
+from testbed.files import sparse, tree, write
 from testbed.sshd import SshServer
 
 GIB = 1024 ** 3
-
-
-def write(path: Path, data: str | bytes, mtime: float | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-
-
-def tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    """relative path -> (content, mtime in whole seconds) for every file."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.is_symlink():
-            out[str(p.relative_to(root))] = (p.read_bytes(), int(p.stat().st_mtime))
-    return out
-
-
-def sparse(path: Path, size: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        f.truncate(size)
 
 
 @pytest.fixture
@@ -164,7 +143,7 @@ def test_cancel_second_request_and_progress_on_a_long_sync(setup):
     first = daemon.ctl("sync", "d0")
     assert first.returncode == 0
     job_id = int(first.stdout.strip())
-    progress = _wait_for_progress(daemon, job_id)
+    progress = daemon.wait_for_progress(job_id)
     assert progress["current_user"] == "alice" and progress["total_bytes"] == 3 * GIB
 
     # Asking again while it runs returns the same job.
@@ -180,18 +159,6 @@ def test_cancel_second_request_and_progress_on_a_long_sync(setup):
     assert rclone_processes_for(str(remote)) == []
     waited = daemon.ctl("job", "wait", str(job_id))
     assert waited.returncode == 1  # a cancelled job is a failed outcome
-
-
-def _wait_for_progress(daemon: DaemonProcess, job_id: int, timeout_s: float = 60) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = daemon.ctl_json("job", "show", str(job_id))
-        p = job.get("progress") or {}
-        if p.get("bytes", 0) > 0:
-            return p
-        assert job["state"] in ("queued", "running"), job
-        time.sleep(0.1)
-    raise AssertionError("no progress")
 
 
 def test_concurrency_limit_holds_with_three_destinations(setup):
@@ -217,7 +184,7 @@ def test_sigkill_leaves_no_rclone_and_sigterm_records_interrupted(setup):
     daemon, (remote,) = setup()
     sparse(daemon.users_dir / "alice/backup/big.img", 4 * GIB)
     job_id = int(daemon.ctl("sync", "d0").stdout.strip())
-    _wait_for_progress(daemon, job_id)
+    daemon.wait_for_progress(job_id)
     assert rclone_processes_for(str(remote))
     daemon.kill()
     deadline = time.monotonic() + 5
@@ -230,7 +197,7 @@ def test_sigkill_leaves_no_rclone_and_sigterm_records_interrupted(setup):
     assert job["state"] == "interrupted"
 
     job_id = int(daemon.ctl("sync", "d0").stdout.strip())
-    _wait_for_progress(daemon, job_id)
+    daemon.wait_for_progress(job_id)
     daemon.signal(signal.SIGTERM)
     assert daemon.stop() == 0
     assert rclone_processes_for(str(remote)) == []
