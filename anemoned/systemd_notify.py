@@ -11,25 +11,43 @@ IMPORTANT_TIMEOUT_S, since systemd acts on them.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import sdnotify
 
+from .logs import event
+
 IMPORTANT_TIMEOUT_S = 2.0
+IMPORTANT_ATTEMPTS = 3
 
 
 class Notifier:
     def __init__(self) -> None:
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
-        self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
+        self._notifier = None
+        if self.enabled:
+            try:
+                # debug=True: errors reach us instead of vanishing.
+                self._notifier = sdnotify.SystemdNotifier(debug=True)
+            except OSError as exc:
+                event(logging.WARNING, "cannot reach systemd's notify socket", error=exc.strerror)
         self._last_status: str | None = None
 
     def send(self, *assignments: str, important: bool = False) -> None:
         if self._notifier is None:
             return
-        # sdnotify swallows socket errors (EAGAIN, timeouts) unless debug.
-        self._notifier.socket.settimeout(IMPORTANT_TIMEOUT_S if important else 0)
-        self._notifier.notify("\n".join(assignments))
+        message = "\n".join(assignments)
+        for _ in range(IMPORTANT_ATTEMPTS if important else 1):
+            try:
+                self._notifier.socket.settimeout(IMPORTANT_TIMEOUT_S if important else 0)
+                self._notifier.notify(message)
+                return
+            except OSError as exc:
+                error = exc
+        if important:
+            event(logging.WARNING, "systemd notification not delivered", message=message.split("\n")[0],
+                  error=type(error).__name__)
 
     def status(self, line: str) -> None:
         """STATUS=, sent only when it changed (systemctl status shows it)."""

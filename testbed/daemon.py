@@ -85,7 +85,7 @@ class DaemonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"anemoned exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
             time.sleep(0.02)
-        raise TimeoutError(f"no {wanted} from anemoned; got {self.notifications}")
+        raise TimeoutError(f"no {wanted} from anemoned; got {self.notifications}; log:\n{self.log_text()[-3000:]}")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
