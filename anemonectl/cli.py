@@ -7,6 +7,7 @@ destination or job.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -87,7 +88,7 @@ def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["enabled"] = True
     if args.password_stdin:
         # Read, never echo: the password travels only inside the socket.
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = getpass.getpass("SSH password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise RpcError(ErrorCode.INVALID_PARAMS, "password: nothing was read from standard input", {"field": "password"})
         fields["password"] = password
