@@ -16,18 +16,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__
-from . import access, handlers, remote_jobs
+from . import __version__, access, handlers, remote_jobs
+from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .destinations import Destination
-from .schedule_loop import ScheduleLoop
 from .jobs import JobOutcome, JobQueue
-from .sync_job import run_sync_job
-from .config import RESTART_ONLY, Config, ConfigError, DEFAULT_CONFIG_PATH, load_config
 from .logs import event, set_level, setup_logging
 from .protocol import Request
 from .rclone_version import RcloneUnusable, check_rclone
+from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
 from .store import Store, StoreError
+from .sync_job import run_sync_job
 from .systemd_notify import Notifier
 
 
@@ -46,11 +45,14 @@ class Daemon:
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
-        self.jobs = JobQueue(self.store, config.max_concurrent_syncs, {
-            "sync": self._job(run_sync_job), "restore": self._job(remote_jobs.restore_job),
-            "verify": self._job(remote_jobs.verify_job), "usage": self._job(remote_jobs.usage_job)},
-                             on_change=self.refresh_status, on_finished=lambda job: self.schedules.job_finished(job),
-                             on_prune=self._remove_job_logs)
+        job_functions = {
+            "sync": self._job(run_sync_job),
+            "restore": self._job(remote_jobs.restore_job),
+            "verify": self._job(remote_jobs.verify_job),
+            "usage": self._job(remote_jobs.usage_job),
+        }
+        self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
+                             on_finished=lambda job: self.schedules.job_finished(job), on_prune=self._remove_job_logs)
         self.schedules = ScheduleLoop(self.store, self.jobs, lambda: self.config.timezone, self.refresh_status)
         self.interrupted = self.jobs.recover()
         if self.interrupted:
