@@ -11,7 +11,3 @@ def utc_now() -> datetime:
 def iso(moment: datetime | None) -> str | None:
     """ISO-8601 with a UTC offset, to the second (CONTRACT: times)."""
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else None
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
