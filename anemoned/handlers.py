@@ -78,12 +78,20 @@ class Params:
             raise invalid_params(name, f"must be from {lo} to {hi}")
         return value
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def optional_bool(self, name: str) -> bool | None:
         value = self._get(name, False)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
+        if value is not None and not isinstance(value, bool):
             raise invalid_params(name, "must be true or false")
+        return value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.optional_bool(name)
+        return default if value is None else value
+
+    def str_list(self, name: str, max_items: int = 1000) -> list[str]:
+        value = self._get(name, False) or []
+        if not isinstance(value, list) or len(value) > max_items or not all(isinstance(v, str) for v in value):
+            raise invalid_params(name, "must be a list of strings")
         return value
 
     def obj(self, name: str, required: bool = True) -> dict[str, Any] | None:
@@ -400,9 +408,8 @@ async def sync(daemon: "Daemon", p: Params) -> dict[str, Any]:
     name = p.str("destination", max_len=256) or ""
     dry_run = p.bool("dry_run")
     allow_deletes = p.bool("allow_deletes")
-    allow_empty = p.raw.get("allow_empty") or []
-    p.seen.add("allow_empty")
-    if not isinstance(allow_empty, list) or not all(isinstance(u, str) and safe_user_name(u) for u in allow_empty):
+    allow_empty = p.str_list("allow_empty")
+    if not all(safe_user_name(u) for u in allow_empty):
         raise invalid_params("allow_empty", "must be a list of user names")
     p.check_unknown()
     dest = load_destination(daemon, name, "destination")
@@ -459,13 +466,10 @@ async def job_cancel(daemon: "Daemon", p: Params) -> dict[str, Any]:
 async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
     name = p.str("name", max_len=256) or ""
     raw = p.obj("schedule") or {}
-    catch_up = p.raw.get("catch_up")
-    p.seen.add("catch_up")
+    catch_up = p.optional_bool("catch_up")
     kind = p.str("kind", required=False, max_len=10) or "sync"
     if kind not in ("sync", "verify"):
         raise invalid_params("kind", "must be sync or verify")
-    if catch_up is not None and not isinstance(catch_up, bool):
-        raise invalid_params("catch_up", "must be true or false")
     p.check_unknown()
     schedule = parse_schedule(raw, catch_up)
     load_destination(daemon, name)

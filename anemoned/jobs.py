@@ -237,8 +237,9 @@ class JobQueue:
         self.progress[job_id] = {}
 
         def report(progress: dict[str, Any]) -> None:
+            # Only stored: job.wait returns on state changes, and nothing
+            # else (status line, waiters) depends on progress.
             self.progress[job_id] = progress
-            self._changed()
 
         try:
             outcome = await self.functions[row["kind"]](self.get(job_id), report)

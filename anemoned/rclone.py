@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -162,15 +163,20 @@ def error_messages(records: list[dict[str, Any]]) -> list[str]:
     return [str(r.get("msg", "")) for r in records if r.get("level") in ("error", "critical", "fatal")]
 
 
+_ATTEMPT_PREFIX = re.compile(r"^Attempt \d+/\d+ failed with \d+ errors? and: ")
+
+
 def first_error(records: list[dict[str, Any]]) -> str | None:
     """The first meaningful error, short: what a failed job records."""
     msgs = error_messages(records)
-    if not msgs:
-        return None
-    msg = msgs[0]
-    for prefix in ("Attempt 1/1 failed with 1 errors and: ",):
-        msg = msg.replace(prefix, "")
-    return msg[:300]
+    return _ATTEMPT_PREFIX.sub("", msgs[0])[:300] if msgs else None
+
+
+def failure_message(cls: str | None, messages: list[str], fallback: str) -> str:
+    """What a failed run records: "class: first error", the class left out
+    when it is not known, the fallback when rclone said nothing."""
+    first = _ATTEMPT_PREFIX.sub("", messages[0])[:300] if messages else fallback
+    return f"{cls}: {first}" if cls else first
 
 
 def parse_log_line(line: bytes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ come back with the files.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -91,9 +92,9 @@ async def run_restore(binary: str, dest_env: dict[str, str], remote_path: str, o
     stats.update(target=str(target), source=source.split(":", 1)[1])
     if result.ok:
         return True, None, stats
-    cls = rclone.classify(collector.errors)
-    first = rclone.first_error([{"level": "error", "msg": m} for m in collector.errors]) or f"rclone exited {result.returncode}"
-    return False, f"{cls}: {first}" if cls else first, stats
+    error = rclone.failure_message(rclone.classify(collector.errors), collector.errors,
+                                   f"rclone exited with status {result.returncode}")
+    return False, error, stats
 
 
 async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: str, user: str, parts: list[str],
@@ -107,7 +108,6 @@ async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: st
         if cls == rclone.PATH_MISSING or result.returncode == 3:
             raise RpcError(ErrorCode.NOT_FOUND, f"nothing to restore at {source.split(':', 1)[1]}", {"field": "path"})
         raise RpcError(ErrorCode.OPERATION_FAILED, f"{cls or 'error'}: {rclone.first_error(result.records)}")
-    import json
     entries = json.loads(result.stdout or b"[]")
     files = [{"path": e["Path"], "size": e["Size"], "modified": e["ModTime"], "is_dir": e["IsDir"]}
              for e in entries[:LIST_LIMIT]]

@@ -358,7 +358,7 @@ async def list_remote_users(binary: str, env: dict[str, str], remote_path: str, 
     cls = rclone.classify(messages)
     if cls == rclone.PATH_MISSING or result.returncode == 3:
         return []  # first sync: nothing there yet
-    raise SyncFailed(cls, rclone.first_error(result.records) or "rclone could not list the remote")
+    raise SyncFailed(rclone.failure_message(cls, messages, "rclone could not list the remote"))
 
 
 async def remote_free_bytes(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> int | None:
@@ -374,10 +374,7 @@ async def remote_free_bytes(binary: str, env: dict[str, str], remote_path: str, 
 
 
 class SyncFailed(Exception):
-    def __init__(self, cls: str | None, message: str) -> None:
-        super().__init__(message)
-        self.cls = cls
-        self.message = f"{cls}: {message}" if cls else message
+    """The remote could not be listed; str() is the job's error."""
 
 
 def remembered_remote_users(last_success_stats: dict[str, Any] | None, remote_path: str) -> list[str] | None:
@@ -401,7 +398,7 @@ async def run_sync(
         try:
             remote_users = await list_remote_users(binary, dest_env, remote_path, log)
         except SyncFailed as err:
-            return SyncResult(False, err.message, StatsCollector([], dry_run).stats(time.monotonic() - started))
+            return SyncResult(False, str(err), StatsCollector([], dry_run).stats(time.monotonic() - started))
     plan = make_plan(users, warnings, remote_users, settings.allow_empty)
     after = set(remote_users) if dry_run else plan.kept_remote | {u.name for u in plan.included}
     collector = StatsCollector([u.name for u in plan.included], dry_run)
@@ -447,7 +444,6 @@ async def run_sync(
         return SyncResult(True, None, stats)
     if collector.refused_deletes:
         return SyncResult(False, None, stats, collector.refused_deletes)
-    records = [{"level": "error", "msg": m} for m in collector.errors]
     cls = rclone.classify(collector.errors)
     if cls is None and any("SSH_FX_FAILURE" in m for m in collector.errors):
         # SFTP v3 reports a full disk only as a generic failure: ask the
@@ -456,5 +452,5 @@ async def run_sync(
         free = await remote_free_bytes(binary, dest_env, remote_path, log)
         if free is not None and free < int(collector.final.get("totalBytes") or 0):
             cls = rclone.DISK_FULL
-    first = rclone.first_error(records) or f"rclone exited with status {result.returncode}"
-    return SyncResult(False, f"{cls}: {first}" if cls else first, stats)
+    return SyncResult(False, rclone.failure_message(cls, collector.errors, f"rclone exited with status {result.returncode}"),
+                      stats)

@@ -102,9 +102,7 @@ async def run_verify(binary: str, hashing_env: dict[str, str], users_dir: Path, 
         return False, "; ".join(problems), stats
     if not result.ok and t["error"] == 0 and not t["same"]:
         messages = rclone.error_messages(result.records)
-        cls = rclone.classify(messages)
-        first = rclone.first_error(result.records) or "rclone check failed"
-        return False, f"{cls}: {first}" if cls else first, stats
+        return False, rclone.failure_message(rclone.classify(messages), messages, "rclone check failed"), stats
     if t["error"]:
         return False, f"{t['error']} file(s) could not be compared", stats
     return True, None, stats

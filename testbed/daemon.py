@@ -155,10 +155,14 @@ class DaemonProcess:
             s.settimeout(30)
             s.connect(str(self.socket))
             s.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        return json.loads(buf)
+            return read_reply(s)
+
+
+def read_reply(sock: socket.socket) -> dict[str, Any]:
+    """One newline-terminated JSON-RPC reply from a raw socket."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        assert chunk, "the daemon closed the connection without a reply"
+        buf += chunk
+    return json.loads(buf)

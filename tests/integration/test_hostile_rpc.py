@@ -3,8 +3,6 @@ whatever the params, the answer is a well-formed JSON-RPC reply, the
 daemon stays up, and a good client is still served in under a second."""
 from __future__ import annotations
 
-import json
-import socket
 import time
 
 import pytest
@@ -37,19 +35,6 @@ def fuzz_daemon(tmp_path_factory):
     d.stop()
 
 
-def call(sock_path: str, payload: dict) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(sock_path)
-        s.sendall(json.dumps(payload).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            assert chunk, "closed without a reply"
-            buf += chunk
-    return json.loads(buf)
-
-
 CLOSED_PORT = free_port()
 
 
@@ -60,12 +45,12 @@ def test_any_params_get_a_well_formed_answer(fuzz_daemon, method, params):
     if "host" in params or method in ("dest.add", "dest.edit", "dest.trust"):
         params["host"] = "127.0.0.1"  # never send traffic anywhere else
         params["port"] = CLOSED_PORT
-    reply = call(str(fuzz_daemon.socket), {"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    reply = fuzz_daemon.rpc(method, params)
     assert reply["jsonrpc"] == "2.0" and reply["id"] == 1
     assert ("result" in reply) != ("error" in reply)
     if "error" in reply:
         assert reply["error"]["code"] in (-32602, -32004, -32009, -32010), reply
         assert reply["error"]["code"] != -32603  # never an internal error
     started = time.monotonic()
-    assert "result" in call(str(fuzz_daemon.socket), {"jsonrpc": "2.0", "id": 2, "method": "status"})
+    assert "result" in fuzz_daemon.rpc("status")
     assert time.monotonic() - started < 1.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.daemon import DaemonProcess
+from testbed.daemon import DaemonProcess, read_reply
 
 
 def _connect(daemon: DaemonProcess) -> socket.socket:
@@ -21,15 +21,6 @@ def _connect(daemon: DaemonProcess) -> socket.socket:
     s.settimeout(10)
     s.connect(str(daemon.socket))
     return s
-
-
-def _read_reply(s: socket.socket) -> dict:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        assert chunk, "connection closed without a reply"
-        buf += chunk
-    return json.loads(buf)
 
 
 def _ctl_as_nobody(daemon: DaemonProcess) -> subprocess.CompletedProcess[str]:
@@ -61,11 +52,11 @@ def _status_time(daemon: DaemonProcess) -> float:
 def test_malformed_requests_get_json_rpc_errors(daemon, payload, code):
     with _connect(daemon) as s:
         s.sendall(payload)
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply["error"]["code"] == code
         # the connection stays usable after an error
         s.sendall(b'{"jsonrpc":"2.0","id":8,"method":"status"}\n')
-        assert _read_reply(s)["id"] == 8
+        assert read_reply(s)["id"] == 8
 
 
 def test_oversized_request_is_refused_and_closed(daemon):
@@ -74,7 +65,7 @@ def test_oversized_request_is_refused_and_closed(daemon):
             s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status","params":{"x":"' + b"a" * (2 * 1024 * 1024))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon may close before we finish sending
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply["error"]["code"] == -32002
         assert s.recv(1) == b""  # closed
     assert _status_time(daemon) < 1.0
@@ -146,7 +137,7 @@ def test_ten_mebibyte_request_and_500_clients_at_once_stay_bounded(daemon):
                 s.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        assert _read_reply(s)["error"]["code"] == -32002
+        assert read_reply(s)["error"]["code"] == -32002
 
     # 500 clients connected at once, each asking for status, while a good
     # client keeps getting answers in under a second.
@@ -156,7 +147,7 @@ def test_ten_mebibyte_request_and_500_clients_at_once_stay_bounded(daemon):
     assert _status_time(daemon) < 1.0
     answered = 0
     for i, c in enumerate(clients):
-        reply = _read_reply(c)
+        reply = read_reply(c)
         assert reply["id"] == i and "result" in reply
         answered += 1
         c.close()

@@ -89,3 +89,10 @@ def test_known_hosts_names_match_go_knownhosts():
     assert known_hosts_name("::1", 2222) == "[::1]:2222"
     key = HostKey("ssh-ed25519", "AAAA")
     assert render_known_hosts([("h", 2222, key), ("h", 2222, key)]) == "[h]:2222 ssh-ed25519 AAAA\n"
+
+
+def test_failure_message_names_the_class_and_strips_retry_prefixes():
+    msgs = ["Attempt 2/2 failed with 3 errors and: couldn't connect SSH: dial tcp 127.0.0.1:9: connect: connection refused"]
+    assert rclone.failure_message(rclone.classify(msgs), msgs, "x") == \
+        "unreachable: couldn't connect SSH: dial tcp 127.0.0.1:9: connect: connection refused"
+    assert rclone.failure_message(None, [], "rclone exited with status 7") == "rclone exited with status 7"
