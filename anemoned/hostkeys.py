@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .keys import fingerprint_of_blob, write_private
+from .keys import fingerprint_of_blob, write_atomically
 
 #: Preferred first.
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
@@ -119,4 +119,4 @@ def render_known_hosts(pins: Iterable[tuple[str, int, HostKey]]) -> str:
 
 
 def write_known_hosts(path: Path, pins: Iterable[tuple[str, int, HostKey]]) -> None:
-    write_private(path, render_known_hosts(pins).encode(), 0o644)
+    write_atomically(path, render_known_hosts(pins).encode(), 0o644)

@@ -46,8 +46,9 @@ def fingerprint_of_line(line: str) -> str:
     return fingerprint_of_blob(base64.b64decode(line.split()[1]))
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write atomically with `mode` from the first byte on."""
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write to a temporary name and rename, with `mode` from the first byte
+    on (0600 unless said otherwise): a crash never leaves half a file."""
     tmp = path.with_name(path.name + ".partial")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -71,8 +72,8 @@ def generate_key(certs: Path, force: bool) -> PublicKey:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     line = f"{line} {KEY_COMMENT}"
-    write_private(private, pem)
-    write_private(public, (line + "\n").encode(), 0o644)
+    write_atomically(private, pem)
+    write_atomically(public, (line + "\n").encode(), 0o644)
     return PublicKey(line, fingerprint_of_line(line))
 
 
@@ -111,7 +112,7 @@ class Secrets:
 
     def _fernet(self) -> Fernet:
         if not self.path.exists():
-            write_private(self.path, Fernet.generate_key())
+            write_atomically(self.path, Fernet.generate_key())
         return Fernet(self.path.read_bytes().strip())
 
     def encrypt(self, secret: str) -> bytes:

@@ -114,9 +114,12 @@ async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: st
     return {"source": source.split(":", 1)[1], "entries": files, "truncated": len(entries) > LIST_LIMIT}
 
 
-async def list_versions(binary: str, dest_env: dict[str, str], remote_path: str) -> list[str]:
+async def list_versions(binary: str, dest_env: dict[str, str], remote_path: str,
+                        on_record: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
+    """The versions folders on the server, oldest first ([] if none)."""
     result = await rclone.run(binary, ["lsf", "--dirs-only", rclone.dest_path(remote_path, "versions"),
-                                       *rclone.global_args("NOTICE")], dest_env, capture_stdout=True, timeout_s=120)
+                                       *rclone.global_args("NOTICE")], dest_env, capture_stdout=True, timeout_s=300,
+                              on_record=on_record)
     if not result.ok:
         if result.returncode == 3 or rclone.classify(rclone.error_messages(result.records)) == rclone.PATH_MISSING:
             return []

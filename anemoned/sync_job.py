@@ -17,6 +17,8 @@ from .config import Config
 from .destinations import Destination
 from .jobs import JobOutcome, JobState
 from .logs import event
+from .protocol import RpcError
+from .restore import list_versions
 from .store import Store
 from .sync import (JobLog, SyncSettings, delete_limit, parse_version_folder, remembered_remote_users, run_sync,
                    version_folder)
@@ -87,18 +89,16 @@ async def prune_versions(binary: str, env: dict[str, str], store: Store, dest: D
     last = datetime.fromisoformat(dest.versions_pruned_at) if dest.versions_pruned_at else None
     if last is not None and now - last < PRUNE_EVERY:
         return
-    listing = await rclone.run(binary, ["lsf", "--dirs-only", rclone.dest_path(dest.remote_path, "versions"),
-                                        *rclone.global_args("NOTICE")], env, capture_stdout=True, on_record=log.write,
-                               timeout_s=300)
-    if not listing.ok and rclone.classify(rclone.error_messages(listing.records)) != rclone.PATH_MISSING:
+    try:
+        folders = await list_versions(binary, env, dest.remote_path, on_record=log.write)
+    except RpcError:
         event(logging.WARNING, "could not list old versions", dest=dest.name)
         return
     cutoff = now - timedelta(days=dest.keep_versions_days)
-    for name in listing.stdout.decode(errors="replace").split():
-        folder = name.rstrip("/")
+    for folder in folders:  # only folders we named
         stamp = parse_version_folder(folder)
         if stamp is None or stamp >= cutoff:
-            continue  # only folders we named, and only old ones
+            continue
         purged = await rclone.run(binary, ["purge", rclone.dest_path(dest.remote_path, "versions", folder),
                                            *rclone.global_args("NOTICE")], env, on_record=log.write, timeout_s=3600)
         event(logging.INFO if purged.ok else logging.WARNING, "old versions removed" if purged.ok else

@@ -114,3 +114,18 @@ def test_usage_matches_what_is_on_disk(synced):
     assert daemon.ctl_json("dest", "show", "d")["warnings"]
     assert any(w.startswith("d: only") for w in daemon.ctl_json("status")["warnings"])
     assert "remote free space low" in daemon.log_text()
+
+
+def test_versions_past_keep_versions_days_are_pruned_and_nothing_else(daemon: DaemonProcess, sshd: SshServer):
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("pruned")
+    for folder in ("2020-01-01T000000Z", "not-ours"):
+        (sshd.remote_dir(f"pruned/versions/{folder}/alice") / "old.txt").write_text("old")
+    res = daemon.ctl("dest", "add", "d", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
+    assert res.returncode == 0, res.stderr
+    (daemon.users_dir / "alice/backup").mkdir(parents=True)
+    (daemon.users_dir / "alice/backup/a.txt").write_text("a")
+    assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
+    assert sorted(p.name for p in (remote / "versions").iterdir()) == ["not-ours"]
+    assert "old versions removed dest=d folder=2020-01-01T000000Z" in daemon.log_text()
