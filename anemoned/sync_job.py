@@ -3,7 +3,9 @@
 Decides the job's settings from the destination (delete limit, versions
 folder, what is remembered of the remote), runs it, turns the result into
 the job's outcome with an operator-facing error, and afterwards removes
-version folders past keep_versions_days (at most once a day).
+version folders past keep_versions_days (at most once a day; the first
+time a day after the destination's first successful sync, since nothing a
+first sync makes can be old yet, and listing versions/ costs a connection).
 """
 from __future__ import annotations
 
@@ -86,8 +88,10 @@ async def prune_versions(binary: str, env: dict[str, str], store: Store, dest: D
     """Remove version folders older than keep_versions_days, at most once a
     day; a failure here is logged and does not fail the sync."""
     now = utc_now()
-    last = datetime.fromisoformat(dest.versions_pruned_at) if dest.versions_pruned_at else None
-    if last is not None and now - last < PRUNE_EVERY:
+    if dest.versions_pruned_at is None:  # first success: start the daily clock
+        store.update_destination(dest.name, {"versions_pruned_at": iso(now)})
+        return
+    if now - datetime.fromisoformat(dest.versions_pruned_at) < PRUNE_EVERY:
         return
     try:
         folders = await list_versions(binary, env, dest.remote_path, on_record=log.write)

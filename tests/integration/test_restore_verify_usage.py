@@ -3,6 +3,7 @@ against the real sshd, rclone and daemon."""
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import pytest
 
@@ -126,6 +127,13 @@ def test_versions_past_keep_versions_days_are_pruned_and_nothing_else(daemon: Da
     assert res.returncode == 0, res.stderr
     (daemon.users_dir / "alice/backup").mkdir(parents=True)
     (daemon.users_dir / "alice/backup/a.txt").write_text("a")
+    # The first sync only starts the daily pruning clock ...
+    assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
+    assert sorted(p.name for p in (remote / "versions").iterdir()) == ["2020-01-01T000000Z", "not-ours"]
+    # ... a day later, the next sync prunes (the clock is moved back in the
+    # daemon's own database, which it reads afresh for every job).
+    with sqlite3.connect(daemon.data_dir / "state.db") as db:
+        db.execute("UPDATE destinations SET versions_pruned_at = '2000-01-01T00:00:00+00:00' WHERE name = 'd'")
     assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
     assert sorted(p.name for p in (remote / "versions").iterdir()) == ["not-ours"]
     assert "old versions removed dest=d folder=2020-01-01T000000Z" in daemon.log_text()
