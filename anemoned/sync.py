@@ -7,13 +7,13 @@ for all users instead of paying handshakes per user, and with
 disable_hashcheck it compares size and modification time (content is proven
 by a separate verify job).
 
-A remote user directory whose local user is not backed up this time (no
-backup/, empty, symlinked, unsafe) is excluded from the sync, so it is kept
-as it is, never wiped because a directory went missing locally. Which user
-directories exist remotely is remembered from the last successful sync to
-the same remote_path; only without that memory (first sync, new
-remote_path, state lost) is the remote's top level listed first, which
-costs one more SSH handshake.
+rclone is told to touch only the user directories synced this time (include
+rules naming exactly those users, everything else excluded; rclone never
+deletes what a filter excludes). A remote user directory whose local user is not
+backed up this time (no backup/, empty, symlinked, unsafe, gone) is
+therefore kept exactly as it is, without the remote having to be listed
+first (which would cost one more SSH handshake per job) and without relying
+on any memory of what the remote holds.
 
 Pure parts (planning, argv, reading rclone's JSON log) are separate from the
 one coroutine that runs things.
@@ -50,8 +50,9 @@ class SyncPlan:
     included: list[LocalUser]
     #: users not backed up this time, with the reason (shown per user)
     skipped: dict[str, str]
-    #: remote user directories the sync must leave exactly as they are
-    kept_remote: set[str]
+    #: the remote user directories this sync may change: the included users
+    #: and those the operator allowed to become empty or go
+    synced: set[str]
     #: warnings that are not about one user (unsafe names, ...)
     warnings: list[str] = field(default_factory=list)
 
@@ -104,36 +105,36 @@ def _backup_problem(backup: Path, users_dev: int) -> str | None:
 
 def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterable[str],
               allow_empty: Iterable[str] = ()) -> SyncPlan:
-    """Which users to sync, which to skip, which remote directories to keep.
+    """Which users to sync and which to skip.
 
-    An empty backup/ is synced only when the remote has nothing for that
-    user (there is nothing to lose); when the remote has a copy, an empty or
-    missing local tree looks like an accident, and the copy is kept. A
-    directory without backup/ and without a remote copy is simply not a
-    user who backs up, and is not mentioned.
+    remote_users are the user directories known to exist remotely (from
+    the last successful sync); a user missing from it may still have a
+    remote copy. So an empty backup/ is never mirrored unless the operator
+    allows it: it looks like an accident when a copy exists, and there is
+    nothing to send when none does. A skip is reported (with a warning)
+    when a remote copy is known or the tree has a problem worth telling;
+    a user with no backup/ or an empty one and no known copy simply has
+    nothing to back up yet, and is not mentioned.
     """
     remote = set(remote_users)
     allowed = set(allow_empty)  # the operator said: an empty tree is what I mean
     included: list[LocalUser] = []
     skipped: dict[str, str] = {}
     for user in users:
-        if user.problem is None or (user.problem == "backup/ is empty" and (user.name not in remote or user.name in allowed)):
+        if user.problem is None or (user.problem == "backup/ is empty" and user.name in allowed):
             included.append(user)
+        elif user.name in allowed:
+            continue  # mirrored as empty: the sync removes the remote copy
         elif user.name in remote:
             skipped[user.name] = f"{user.problem}; the remote copy is kept as it is"
-        elif user.problem != "no backup/ directory":
+        elif user.problem not in ("no backup/ directory", "backup/ is empty"):
             skipped[user.name] = user.problem
     local_names = {u.name for u in users}
-    for name in sorted(remote - local_names):
+    for name in sorted(remote - local_names - allowed):
         if safe_user_name(name):
             skipped[name] = "no such user directory any more; the remote copy is kept as it is"
-    # Everything remote that is not synced this time is kept, including
-    # names we would never have created ourselves; except what the operator
-    # explicitly allowed to go (sync then removes it, into versions/).
-    kept = remote - {u.name for u in included} - allowed
-    for name in allowed & set(skipped):
-        skipped.pop(name)
-    return SyncPlan(included, skipped, kept, list(warnings))
+    synced = {u.name for u in included} | {n for n in allowed if safe_user_name(n)}
+    return SyncPlan(included, skipped, synced, list(warnings))
 
 
 def combine_upstreams(users: list[LocalUser]) -> str:
@@ -143,18 +144,25 @@ def combine_upstreams(users: list[LocalUser]) -> str:
     return " ".join('"' + f"{u.name}={u.backup_dir}".replace('"', '""') + '"' for u in users)
 
 
-def filter_rules(kept_remote: Iterable[str]) -> str:
-    """rclone filter rules that keep the given remote directories out of the
-    sync (neither changed nor deleted). Names come from the remote listing,
-    so glob characters are escaped; a name with a line break cannot be
-    listed, and is refused here rather than split into two rules."""
-    lines = []
-    for name in sorted(set(kept_remote) - {""}):
-        if "\n" in name or "\r" in name:
-            raise ValueError("a remote directory name contains a line break")
-        escaped = "".join("\\" + c if c in "\\*?[]{}" else c for c in name)
-        lines.append(f"- /{escaped}/**\n")
-    return "".join(lines)
+#: Names per include rule: rclone reads filter files line by line with a
+#: 64 KiB line limit; 500 names of at most 32 characters stay well below it.
+NAMES_PER_RULE = 500
+
+
+def include_rules(names: Iterable[str]) -> str:
+    """rclone filter rules that let the sync see only the given top-level
+    directories, then exclude everything else, so that other remote
+    directories are neither listed, changed nor deleted. One `{a,b,...}`
+    glob per NAMES_PER_RULE names: one rule per name would cost rclone a
+    match per rule per file, and a {{regexp}} rule would keep rclone from
+    deriving directory rules (it would then walk every remote directory).
+    Only safe user names are accepted; their characters (letters, digits,
+    `.`, `_`, `-`) mean nothing special in a glob."""
+    ordered = sorted(set(names))
+    if any(not safe_user_name(n) for n in ordered):
+        raise ValueError("only safe user names can be synced")
+    lines = [f"+ /{{{','.join(ordered[i:i + NAMES_PER_RULE])}}}/**\n" for i in range(0, len(ordered), NAMES_PER_RULE)]
+    return "".join(lines) + "- **\n"
 
 
 def version_folder(started: datetime) -> str:
@@ -343,22 +351,7 @@ class SyncSettings:
     max_delete: int | None = None  # None: no limit (the operator allowed the deletions)
     versions_folder: str | None = None  # None: deleted and overwritten files are not kept
     allow_empty: frozenset[str] = frozenset()
-    known_remote_users: list[str] | None = None  # None: list the remote first
-
-
-async def list_remote_users(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> list[str]:
-    """Top-level directory names under {remote_path}/backup ([] if absent);
-    raises SyncFailed when the remote cannot be reached."""
-    result = await rclone.run(binary, ["lsf", "--dirs-only", "--max-depth", "1", rclone.dest_path(remote_path, "backup"),
-                                       *rclone.global_args("NOTICE"), "--retries", "1"],
-                              env, capture_stdout=True, on_record=log.write, timeout_s=120)
-    if result.ok:
-        return [line.rstrip("/") for line in result.stdout.decode(errors="replace").splitlines() if line.strip()]
-    messages = rclone.error_messages(result.records) or [str(r.get("msg")) for r in result.records]
-    cls = rclone.classify(messages)
-    if cls == rclone.PATH_MISSING or result.returncode == 3:
-        return []  # first sync: nothing there yet
-    raise SyncFailed(rclone.failure_message(cls, messages, "rclone could not list the remote"))
+    known_remote_users: list[str] | None = None  # None: nothing remembered
 
 
 async def remote_free_bytes(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> int | None:
@@ -373,13 +366,9 @@ async def remote_free_bytes(binary: str, env: dict[str, str], remote_path: str, 
     return int(free) if isinstance(free, (int, float)) else None
 
 
-class SyncFailed(Exception):
-    """The remote could not be listed; str() is the job's error."""
-
-
 def remembered_remote_users(last_success_stats: dict[str, Any] | None, remote_path: str) -> list[str] | None:
-    """The remote user directories as the last successful sync left them, if
-    it synced to this same remote_path; None when we have to look."""
+    """The remote user directories known from the last successful sync, if
+    it synced to this same remote_path; None when nothing is known."""
     if not last_success_stats or last_success_stats.get("remote_path") != remote_path:
         return None
     users = last_success_stats.get("remote_users")
@@ -393,14 +382,10 @@ async def run_sync(
     started = time.monotonic()
     remote_path, dry_run = settings.remote_path, settings.dry_run
     users, warnings = scan_users(users_dir)
-    remote_users = settings.known_remote_users
-    if remote_users is None:
-        try:
-            remote_users = await list_remote_users(binary, dest_env, remote_path, log)
-        except SyncFailed as err:
-            return SyncResult(False, str(err), StatsCollector([], dry_run).stats(time.monotonic() - started))
-    plan = make_plan(users, warnings, remote_users, settings.allow_empty)
-    after = set(remote_users) if dry_run else plan.kept_remote | {u.name for u in plan.included}
+    known = set(settings.known_remote_users or ())
+    plan = make_plan(users, warnings, known, settings.allow_empty)
+    # What is known to be remote after this sync (a dry run changes nothing).
+    after = known if dry_run else (known - plan.synced) | {u.name for u in plan.included}
     collector = StatsCollector([u.name for u in plan.included], dry_run)
     for name, why in plan.skipped.items():
         collector.users[name] = {"files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0, "errors": 0,
@@ -410,14 +395,12 @@ async def run_sync(
         log.note(warning)
     if not plan.included:
         stats = collector.stats(time.monotonic() - started)
-        stats.update(remote_path=remote_path, remote_users=sorted(remote_users),
+        stats.update(remote_path=remote_path, remote_users=sorted(known),
                      warnings=plan.warnings + ["no user has anything to back up"])
         return SyncResult(True, None, stats)
 
-    filter_file = None
-    if plan.kept_remote:
-        filter_file = work_dir / f"job-{job_id}.filter"
-        filter_file.write_text(filter_rules(plan.kept_remote))
+    filter_file = work_dir / f"job-{job_id}.filter"
+    filter_file.write_text(include_rules(plan.synced))
     env = {**dest_env, **source_env(plan.included)}
 
     def on_record(record: dict[str, Any]) -> None:
@@ -432,8 +415,7 @@ async def run_sync(
         result = await rclone.run(binary, args, env,
                                   on_record=on_record, keep_records=False)
     finally:
-        if filter_file is not None:
-            filter_file.unlink(missing_ok=True)
+        filter_file.unlink(missing_ok=True)
     stats = collector.stats(time.monotonic() - started)
     stats.update(remote_path=remote_path, remote_users=sorted(after))
     if plan.warnings:

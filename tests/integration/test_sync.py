@@ -118,19 +118,25 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
 
 def test_a_user_whose_tree_vanished_keeps_the_remote_copy(setup, sshd):
     daemon, (remote,) = setup()
-    # Already on the server before the first sync (another machine's backup
-    # of a user this NAS does not have): the first sync looks and keeps it.
-    write(sshd.remote_dir("dest0/backup/olduser") / "old.txt", "from before")
+    # Already on the server before the first sync (other machines' backups
+    # of users this NAS does not have): rclone is told to touch only the
+    # users synced, so these stay, including "axb", which an unescaped
+    # "a.b" would have matched.
+    for other in ("olduser", "axb", "we!rd", "alice2"):
+        write(sshd.remote_dir(f"dest0/backup/{other}") / "old.txt", "from before")
     write(daemon.users_dir / "alice/backup/keep.txt", "precious")
     write(daemon.users_dir / "bob/backup/b.txt", "b")
+    write(daemon.users_dir / "a.b/backup/dot.txt", "dot")
     assert sync(daemon)["state"] == "succeeded"
+    assert sorted(p.name for p in (remote / "backup").iterdir()) == ["a.b", "alice", "alice2", "axb", "bob", "olduser", "we!rd"]
     (daemon.users_dir / "alice/backup/keep.txt").unlink()  # backup/ now empty
     os.rename(daemon.users_dir / "bob", daemon.users_dir / "bob.gone")  # bob's directory is gone
     job = sync(daemon)
     assert job["state"] == "succeeded"
     assert (remote / "backup/alice/keep.txt").read_text() == "precious"
     assert (remote / "backup/bob/b.txt").read_text() == "b"
-    assert (remote / "backup/olduser/old.txt").read_text() == "from before"
+    for other in ("olduser", "axb", "we!rd", "alice2"):
+        assert (remote / f"backup/{other}/old.txt").read_text() == "from before"
     assert job["stats"]["users"]["alice"]["status"] == "skipped"
     assert "empty" in job["stats"]["users"]["alice"]["warning"]
     assert job["stats"]["users"]["bob"]["status"] == "skipped"

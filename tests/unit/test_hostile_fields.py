@@ -3,13 +3,14 @@ either refused naming the field, or it lands in exactly one rclone option,
 verbatim, and remote paths stay under the destination's remote_path."""
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anemoned import rclone
 from anemoned.destinations import check_host, check_name, check_remote_path, check_user
 from anemoned.protocol import ErrorCode, RpcError
-from anemoned.sync import filter_rules, safe_user_name
+from anemoned.sync import include_rules, safe_user_name
 
 NASTY = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80) | st.sampled_from(
     ["x,key_file=/etc/shadow", ":sftp,host=evil:", "a=b", "'q'", '"q"', "-oProxyCommand=sh", "..", "/../etc", "a\nb"])
@@ -46,11 +47,13 @@ def test_fields_are_refused_or_inert(host, user, name, path):
 
 
 @given(st.lists(NASTY, max_size=10))
-def test_filter_rules_are_one_rule_per_kept_name(names):
-    names = [n for n in names if "\n" not in n and "\r" not in n]
-    lines = filter_rules(names).split("\n")[:-1]  # rclone reads the file line by line on \n
-    assert len(lines) == len(set(names) - {""})
-    assert all(line.startswith("- /") and line.endswith("/**") for line in lines)
+def test_only_safe_names_reach_the_filter_and_each_rule_is_one_line(names):
+    if not all(safe_user_name(n) for n in names):
+        with pytest.raises(ValueError):
+            include_rules(names)
+        return
+    lines = include_rules(names).split("\n")[:-1]  # rclone reads the file line by line on \n
+    assert lines[-1] == "- **" and all(line.startswith("+ /{") for line in lines[:-1])
 
 
 @given(NASTY)

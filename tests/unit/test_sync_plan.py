@@ -1,7 +1,9 @@
 """Pure parts of a sync: who is synced, what is kept, how rclone is told."""
 from pathlib import Path
 
-from anemoned.sync import (LocalUser, StatsCollector, combine_upstreams, filter_rules, make_plan,
+import pytest
+
+from anemoned.sync import (LocalUser, StatsCollector, combine_upstreams, include_rules, make_plan,
                            remembered_remote_users, safe_user_name, scan_users, sync_args)
 
 
@@ -9,18 +11,30 @@ def u(name, problem=None):
     return LocalUser(name, Path(f"/users/{name}/backup"), problem)
 
 
-def test_plan_keeps_remote_copies_of_users_not_synced_this_time():
+def test_plan_syncs_only_users_with_something_to_send():
     users = [u("alice"), u("bob", "backup/ is empty"), u("carol", "backup/ is empty"), u("dave", "no backup/ directory"),
-             u("erin", "backup/ is a symbolic link; it is not followed")]
+             u("erin", "backup/ is a symbolic link; it is not followed"), u("fay", "no backup/ directory")]
     plan = make_plan(users, [], remote_users=["alice", "bob", "dave", "gone", "we!rd"])
-    assert [x.name for x in plan.included] == ["alice", "carol"]  # carol: empty, but nothing remote to lose
-    assert plan.kept_remote == {"bob", "dave", "gone", "we!rd"}
+    assert [x.name for x in plan.included] == ["alice"]
+    assert plan.synced == {"alice"}  # rclone sees nothing else: every other remote directory is kept
+    # a known remote copy is kept, and said so; carol and fay have nothing to send and no known copy
     assert set(plan.skipped) == {"bob", "dave", "erin", "gone"}
     assert "kept" in plan.skipped["bob"] and "symbolic link" in plan.skipped["erin"]
 
 
-def test_filter_rules_escape_glob_characters():
-    assert filter_rules(["b", "a*[x]{y}?"]) == "- /a\\*\\[x\\]\\{y\\}\\?/**\n- /b/**\n"
+def test_plan_mirrors_an_allowed_empty_or_gone_tree():
+    users = [u("alice"), u("bob", "backup/ is empty"), u("dave", "no backup/ directory")]
+    plan = make_plan(users, [], remote_users=["bob", "dave", "gone"], allow_empty=["bob", "dave", "gone"])
+    assert [x.name for x in plan.included] == ["alice", "bob"]  # bob: an empty tree to mirror
+    assert plan.synced == {"alice", "bob", "dave", "gone"}  # dave and gone: removed remotely
+    assert plan.skipped == {}
+
+
+def test_include_rules_name_the_users_and_end_by_excluding_the_rest():
+    assert include_rules(["b", "a.b-c", "b"]) == "+ /{a.b-c,b}/**\n- **\n"
+    assert len(include_rules(f"u{i}" for i in range(1001)).splitlines()) == 3 + 1  # 500 names a rule
+    with pytest.raises(ValueError):
+        include_rules(["a,*"])
 
 
 def test_combine_upstreams_quote_each_entry():
