@@ -35,9 +35,9 @@ from .protocol import invalid_params
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
-_DURATION_RE = re.compile(r"^(\d{1,6})([smhd])$")
+_DURATION_RE = re.compile(r"^(\d{1,6})([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)\Z")
 
 
 def min_interval() -> timedelta:

@@ -16,7 +16,7 @@ def test_good_names(name):
     check_name(name)
 
 
-@pytest.mark.parametrize("name", ["", " lead", "trail ", "a" * 65, "x,key_file=/etc/shadow", "a:b", "a/b", "new\nline", 'q"uote'])
+@pytest.mark.parametrize("name", ["", " lead", "trail ", "a" * 65, "x,key_file=/etc/shadow", "a:b", "a/b", "new\nline", 'q"uote', "trailing\n"])
 def test_bad_names_are_refused_naming_the_field(name):
     assert field_of(check_name, name) == "name"
 
@@ -29,12 +29,12 @@ def test_good_hosts(host, normal):
     assert check_host(host) == normal
 
 
-@pytest.mark.parametrize("host", ["", "-oProxyCommand=x", "a,b", "a b", "host:22", "x" * 64 + ".org", "1.2.3.999", "a..b", "a\nb"])
+@pytest.mark.parametrize("host", ["", "-oProxyCommand=x", "a,b", "a b", "host:22", "x" * 64 + ".org", "1.2.3.999", "a..b", "a\nb", "0\n", "host.example\n"])
 def test_bad_hosts(host):
     assert field_of(check_host, host) == "host"
 
 
-@pytest.mark.parametrize("user", ["", "-root", ".x", "a b", "a,b=c", "a:b", "x" * 33])
+@pytest.mark.parametrize("user", ["", "-root", ".x", "a b", "a,b=c", "a:b", "x" * 33, "alice\n"])
 def test_bad_users(user):
     assert field_of(check_user, user) == "user"
 
@@ -54,6 +54,6 @@ def test_remote_path_is_normalised_and_keeps_odd_but_inert_characters():
     assert check_remote_path("/srv/x,key_file=/etc/shadow:y") == "/srv/x,key_file=/etc/shadow:y"
 
 
-@pytest.mark.parametrize("fp", ["SHA256:abc", "MD5:aa:bb", "SHA256:" + "A" * 42 + "="])
+@pytest.mark.parametrize("fp", ["SHA256:abc", "MD5:aa:bb", "SHA256:" + "A" * 42 + "=", "SHA256:" + "A" * 43 + "\n"])
 def test_bad_fingerprints(fp):
     assert field_of(check_fingerprint, fp) == "host_key_fingerprint"

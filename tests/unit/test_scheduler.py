@@ -121,6 +121,7 @@ def test_failed_runs_retry_with_growing_delays_then_wait_for_the_schedule():
     ({"kind": "interval", "every": "1m"}, "schedule.every"),
     ({"kind": "interval", "every": "soon"}, "schedule.every"),
     ({"kind": "daily", "time": "24:00"}, "schedule.time"),
+    ({"kind": "daily", "time": "01:00\n"}, "schedule.time"),
     ({"kind": "weekly", "day": "someday", "time": "01:00"}, "schedule.day"),
     ({"kind": "monthly", "day": 32, "time": "01:00"}, "schedule.day"),
     ({"kind": "cron", "expr": "* * *"}, "schedule.expr"),

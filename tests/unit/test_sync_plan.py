@@ -44,7 +44,7 @@ def test_combine_upstreams_quote_each_entry():
 
 def test_safe_user_names():
     assert all(safe_user_name(n) for n in ("alice", "john.doe", "_svc", "u-1"))
-    assert not any(safe_user_name(n) for n in ("..", ".", "-x", "a b", "a,b", "x" * 40, "é"))
+    assert not any(safe_user_name(n) for n in ("..", ".", "-x", "a b", "a,b", "x" * 40, "é", "alice\n"))
 
 
 def test_sync_args_target_backup_under_remote_path():
