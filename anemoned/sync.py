@@ -201,6 +201,13 @@ def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool, *, max_
         # Local side: never leave a user's own tree (mount points), never
         # follow symlinks (rclone's default, restated), mirror empty dirs.
         "--one-file-system", "--create-empty-src-dirs",
+        # Files keep their modification times; directories do not: the
+        # combine remote reports its top-level (user) directories as
+        # modified "now", so keeping directory times would cost one more
+        # SFTP request per user on every sync, even when nothing changed
+        # (30% of such a sync with 2,000 users on loopback; one round trip
+        # each on a real network).
+        "--no-update-dir-modtime",
         # Retry a flaky moment, but give up soon when the server is gone:
         # the schedule retries later (minutes, not a stuck job).
         "--retries", "2", "--low-level-retries", "3",
