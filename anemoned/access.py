@@ -45,5 +45,7 @@ async def sftp_access(config: Config, binary: str, dest: Destination) -> rclone.
     )
 
 
-def rclone_env(config: Config, access: rclone.SftpAccess, hashcheck: bool = False) -> dict[str, str]:
-    return {**rclone.base_env(config.data_dir), **rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(access, hashcheck))}
+def rclone_env(config: Config, access: rclone.SftpAccess, hashcheck: bool = False,
+               chunk_size: str | None = None) -> dict[str, str]:
+    options = rclone.sftp_options(access, hashcheck, chunk_size)
+    return {**rclone.base_env(config.data_dir), **rclone.option_env(rclone.DEST_REMOTE, options)}

@@ -47,6 +47,9 @@ class Destination:
     warn_free_percent: int = 10
     verify_schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "off"})
     verify_schedule_state: dict[str, Any] = field(default_factory=dict)
+    #: the server's SSH identification ("SSH-2.0-OpenSSH_9.2p1 ..."), as seen
+    #: when its host key was fetched
+    server_version: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -59,6 +62,7 @@ class Destination:
             max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
             versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
             verify_schedule=row["verify_schedule"], verify_schedule_state=row["verify_schedule_state"],
+            server_version=row.get("server_version"),
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -71,6 +75,7 @@ class Destination:
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "versions_pruned_at": self.versions_pruned_at, "warn_free_percent": self.warn_free_percent,
             "verify_schedule": self.verify_schedule, "verify_schedule_state": self.verify_schedule_state,
+            "server_version": self.server_version,
         }
 
     def public(self) -> dict[str, Any]:
@@ -83,6 +88,7 @@ class Destination:
             "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "warn_free_percent": self.warn_free_percent, "verify_schedule": self.verify_schedule,
+            "server_version": self.server_version,
         }
 
 

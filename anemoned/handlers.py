@@ -16,7 +16,6 @@ from . import access
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
-from .hostkeys import HostKey
 from .scheduler import parse_schedule
 from .sync import safe_user_name
 from .logs import event
@@ -181,14 +180,15 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     return view
 
 
-async def _fetch_host_key(host: str, port: int, fingerprint: str | None, trust: bool) -> HostKey:
-    """The server's host key, accepted only if it matches `fingerprint` or
-    the operator said to trust it as it is."""
+async def _fetch_host_key(host: str, port: int, fingerprint: str | None, trust: bool) -> hostkeys.Scanned:
+    """The server's host key (and identification), accepted only if the key
+    matches `fingerprint` or the operator said to trust it as it is."""
     try:
-        key = await hostkeys.scan(host, port)
+        scanned = await hostkeys.scan(host, port)
     except hostkeys.ScanError as err:
         raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot fetch the host key of {host}:{port}: {err}; nothing was saved",
                        {"class": err.reason}) from None
+    key = scanned.key
     if fingerprint is not None:
         if key.fingerprint != fingerprint:
             raise RpcError(ErrorCode.OPERATION_FAILED,
@@ -200,15 +200,16 @@ async def _fetch_host_key(host: str, port: int, fingerprint: str | None, trust: 
                        "Check it on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
                        f"--host-key-fingerprint {key.fingerprint}, or --trust-host-key to accept it as it is",
                        {"field": "host_key_fingerprint", "fingerprint": key.fingerprint})
-    return key
+    return scanned
 
 
-def _pin(daemon: "Daemon", host: str, port: int, key: HostKey) -> None:
-    """Pin `key` for every destination on that server (one server, one key)
-    and regenerate certs/known_hosts from the database."""
+def _pin(daemon: "Daemon", host: str, port: int, scanned: hostkeys.Scanned) -> None:
+    """Pin the scanned key for every destination on that server (one server,
+    one key) and regenerate certs/known_hosts from the database."""
     for row in daemon.store.destination_rows():
         if row["host"] == host and row["port"] == port:
-            daemon.store.update_destination(row["name"], {"host_key": key.to_text()})
+            daemon.store.update_destination(row["name"], {"host_key": scanned.key.to_text(),
+                                                          "server_version": scanned.server_version})
     write_known_hosts(daemon)
 
 
@@ -285,7 +286,9 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
     if "password" not in fields:
         fields.setdefault("key_file", DEFAULT_KEY_FILE)
     auth = _auth_changes(daemon, fields)
-    key = await _fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"), fields["trust_host_key"])
+    scanned = await _fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"),
+                                    fields["trust_host_key"])
+    key = scanned.key
     if daemon.store.destination_row(name) is not None:  # added meanwhile, while we scanned
         raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists")
     dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
@@ -293,7 +296,7 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
                        enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "",
                        **{k: fields[k] for k in SAFETY_FIELDS if k in fields})
     daemon.store.insert_destination(dest.to_row())
-    _pin(daemon, dest.host, dest.port, key)
+    _pin(daemon, dest.host, dest.port, scanned)
     event(logging.INFO, "destination added", dest=name, host=dest.host, port=dest.port, auth=dest.auth,
           host_key=key.fingerprint)
     daemon.destinations_changed()
@@ -312,12 +315,12 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     host, port = changes.get("host", dest.host), changes.get("port", dest.port)
     new_server = (host, port) != (dest.host, dest.port)
     wants_pin = "host_key_fingerprint" in fields or fields["trust_host_key"]
-    key = None
+    scanned = None
     if new_server or wants_pin:
-        key = await _fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
+        scanned = await _fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
     daemon.store.update_destination(name, changes)
-    if key is not None:
-        _pin(daemon, host, port, key)
+    if scanned is not None:
+        _pin(daemon, host, port, scanned)
     elif new_server:
         write_known_hosts(daemon)
     event(logging.INFO, "destination changed", dest=name, fields=",".join(sorted(k for k in changes if k != "password_enc")))
@@ -380,9 +383,10 @@ async def dest_trust(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     dest = load_destination(daemon, name)
     # `dest trust` without a fingerprint is itself the explicit trust.
-    key = await _fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
+    scanned = await _fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
+    key = scanned.key
     previous = dest.host_key.fingerprint if dest.host_key else None
-    _pin(daemon, dest.host, dest.port, key)
+    _pin(daemon, dest.host, dest.port, scanned)
     event(logging.WARNING if previous and previous != key.fingerprint else logging.INFO, "host key pinned",
           dest=name, host=dest.host, port=dest.port, host_key=key.fingerprint, previous=previous)
     return destination_view(daemon, load_destination(daemon, name))

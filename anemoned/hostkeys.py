@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -68,6 +69,26 @@ def known_hosts_name(host: str, port: int) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+@dataclass(frozen=True)
+class Scanned:
+    key: HostKey
+    server_version: str | None
+
+
+#: ssh-keyscan reports the server's identification as "# host:port SSH-2.0-...".
+_BANNER = re.compile(r"^# \S+ (SSH-2\.0-[\x21-\x7e][\x20-\x7e]{0,200})\Z")
+
+
+def parse_banner(output: str) -> str | None:
+    """The server's SSH identification line from ssh-keyscan's comments
+    (printable ASCII only, as RFC 4253 requires), or None."""
+    for line in output.splitlines():
+        m = _BANNER.match(line.rstrip("\r"))
+        if m:
+            return m.group(1)
+    return None
+
+
 def parse_keyscan(output: str) -> list[HostKey]:
     """The keys in ssh-keyscan output, preferred type first; unknown types
     and comment lines are ignored."""
@@ -83,8 +104,9 @@ def parse_keyscan(output: str) -> list[HostKey]:
     return sorted(keys, key=lambda k: KEY_TYPES.index(k.key_type))
 
 
-async def scan(host: str, port: int) -> HostKey:
-    """The server's preferred host key, fetched with ssh-keyscan.
+async def scan(host: str, port: int) -> Scanned:
+    """The server's preferred host key and identification, fetched with
+    ssh-keyscan.
 
     host and port were validated (a DNS name or an IP literal, 1-65535) and
     are passed as separate argv entries after `--`, never through a shell.
@@ -110,7 +132,7 @@ async def scan(host: str, port: int) -> HostKey:
         if "name or service not known" in text or "could not resolve" in text or "no address" in text:
             raise ScanError("unreachable", f"{host} cannot be resolved")
         raise ScanError("unreachable", f"no SSH server answered on {host}:{port}")
-    return keys[0]
+    return Scanned(keys[0], parse_banner(err.decode(errors="replace")) or parse_banner(out.decode(errors="replace")))
 
 
 def render_known_hosts(pins: Iterable[tuple[str, int, HostKey]]) -> str:

@@ -59,13 +59,32 @@ class SftpAccess:
     obscured_password: str | None = field(default=None, repr=False)
 
 
-def sftp_options(access: SftpAccess, hashcheck: bool = False) -> dict[str, str]:
+#: SFTP write size for uploads to OpenSSH servers. OpenSSH's sftp-server
+#: takes messages up to 256 KiB (SFTP_MAX_MSG_LENGTH, unchanged for many
+#: releases); 255 KiB leaves room for the header. rclone's default is the
+#: RFC's 32 KiB. Measured: a 1 GiB upload takes 0.8x the time (8 paired
+#: runs on loopback). Only for uploads: older OpenSSH servers answer reads
+#: with at most 64 KiB, and rclone's documentation warns against larger
+#: chunks for downloads from servers that send less.
+OPENSSH_UPLOAD_CHUNK = "255k"
+
+
+def upload_chunk_size(server_version: str | None) -> str | None:
+    """The chunk_size for uploads to a server with this SSH identification;
+    None (rclone's default) unless it says it is OpenSSH."""
+    if server_version and server_version.startswith("SSH-2.0-OpenSSH_"):
+        return OPENSSH_UPLOAD_CHUNK
+    return None
+
+
+def sftp_options(access: SftpAccess, hashcheck: bool = False, chunk_size: str | None = None) -> dict[str, str]:
     """The SFTP backend options for a destination.
 
     hashcheck=False is the sync default (NOTES-performance): size and
     modification time decide what changed, SSH protects the bytes in
     transit, and content is proven separately by a verify job. With it on,
-    rclone runs md5sum/sha1sum on the server for every file.
+    rclone runs md5sum/sha1sum on the server for every file. chunk_size is
+    given for uploads only (upload_chunk_size).
     """
     options = {
         "type": "sftp",
@@ -89,6 +108,8 @@ def sftp_options(access: SftpAccess, hashcheck: bool = False) -> dict[str, str]:
         options["key_file"] = str(access.key_file)
     if access.obscured_password is not None:
         options["pass"] = access.obscured_password
+    if chunk_size is not None:
+        options["chunk_size"] = chunk_size
     return options
 
 

@@ -71,6 +71,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE destinations ADD COLUMN verify_schedule TEXT NOT NULL DEFAULT '{"kind": "off"}';
     ALTER TABLE destinations ADD COLUMN verify_schedule_state TEXT NOT NULL DEFAULT '{}';
     """,
+    # 5 -> 6: the server's SSH identification, seen with its host key (the
+    # upload chunk size depends on the server software).
+    """
+    ALTER TABLE destinations ADD COLUMN server_version TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

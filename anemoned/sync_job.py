@@ -66,7 +66,9 @@ async def run_sync_job(config: Config, store: Store, binary: str, job: dict[str,
     settings = settings_for(dest, job, last["stats"] if last else None, utc_now())
     log = JobLog(log_path)
     try:
-        env = access.rclone_env(config, await access.sftp_access(config, binary, dest))
+        # A sync only uploads: it may use the larger write size.
+        env = access.rclone_env(config, await access.sftp_access(config, binary, dest),
+                                chunk_size=rclone.upload_chunk_size(dest.server_version))
         result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.data_dir / "tmp",
                                 job_id=job["id"], settings=settings, log=log, report=report)
         if result.ok and not settings.dry_run and dest.keep_versions_days > 0:

@@ -63,6 +63,7 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
     write(users / "bob/backup/a/b/c/d/deep.txt", "deep", t0 + 3)
     write(users / "bob/backup/spaces in name/ file .txt", "sp", t0 + 4)
     write(users / "charlie/backup/日本語.txt", "unicode", t0 + 5)
+    write(users / "charlie/backup/random.bin", os.urandom(1_000_003), t0 + 6)  # many write chunks
     (users / "alice/backup/documents/passwd").symlink_to("/etc/passwd")
     (users / "dave").mkdir()  # a user directory without backup/: not a backup user
     (users / "mallory").mkdir()
@@ -75,7 +76,7 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
     assert not (remote / "backup/alice/documents/passwd").exists()
     assert sorted(p.name for p in (remote / "backup").iterdir()) == ["alice", "bob", "charlie"]
     st = job["stats"]
-    assert (st["files_transferred"], st["files_deleted"], st["errors"]) == (6, 0, 0)
+    assert (st["files_transferred"], st["files_deleted"], st["errors"]) == (7, 0, 0)
     assert st["bytes_transferred"] == sum(len(c) for u in ("alice", "bob", "charlie")
                                           for c, _ in tree(users / u / "backup").values())
     assert st["users"]["alice"]["files_transferred"] == 3
@@ -88,7 +89,7 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
     assert set(st) >= {"files_transferred", "bytes_transferred", "files_deleted", "checks", "errors", "duration_s", "users"}
 
     again = sync(daemon)
-    assert (again["stats"]["files_transferred"], again["stats"]["bytes_transferred"], again["stats"]["checks"]) == (0, 0, 6)
+    assert (again["stats"]["files_transferred"], again["stats"]["bytes_transferred"], again["stats"]["checks"]) == (0, 0, 7)
 
     write(users / "bob/backup/a/b/c/d/deep.txt", "deeper now", t0 + 100)
     (users / "alice/backup/-leading-dash").unlink()
@@ -151,6 +152,12 @@ def test_cancel_second_request_and_progress_on_a_long_sync(setup):
     job_id = int(first.stdout.strip())
     progress = daemon.wait_for_progress(job_id)
     assert progress["current_user"] == "alice" and progress["total_bytes"] == 3 * GIB
+
+    # The server said it is OpenSSH when its key was fetched: uploads use
+    # 255 KiB writes (and the mirror test checks content with such files).
+    assert daemon.ctl_json("dest", "show", "d0")["server_version"].startswith("SSH-2.0-OpenSSH_")
+    (pid,) = rclone_processes_for(str(remote))
+    assert b"RCLONE_CONFIG_DEST_CHUNK_SIZE=255k" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
     # Asking again while it runs returns the same job.
     assert int(daemon.ctl("sync", "d0").stdout.strip()) == job_id

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from anemoned import rclone
-from anemoned.hostkeys import HostKey, known_hosts_name, parse_keyscan, render_known_hosts
+from anemoned.hostkeys import HostKey, known_hosts_name, parse_banner, parse_keyscan, render_known_hosts
 
 
 def access(**kw):
@@ -80,6 +80,18 @@ def test_keyscan_parsing_prefers_ed25519_and_ignores_junk():
     assert [k.key_type for k in keys] == ["ssh-ed25519", "ssh-rsa"]
     assert keys[0].fingerprint.startswith("SHA256:") and len(keys[0].fingerprint) == 50
     assert keys[1].algorithms == "rsa-sha2-512 rsa-sha2-256"
+
+
+def test_server_identification_from_keyscan_comments_and_the_upload_chunk_it_allows():
+    err = "# 127.0.0.1:2222 SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10\n# 127.0.0.1:2222 SSH-2.0-OpenSSH_9.2p1 Debian\n"
+    version = parse_banner(err)
+    assert version == "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"
+    assert rclone.upload_chunk_size(version) == "255k"
+    # other servers, no identification, or a hostile one: rclone's default
+    for banner in ("# h:22 SSH-2.0-mod_sftp\n", "", "# h:22 SSH-2.0-\x1b[31mOpenSSH_9\n", "# h:22 SSH-1.99-OpenSSH_3\n"):
+        assert rclone.upload_chunk_size(parse_banner(banner)) is None
+    assert "chunk_size" not in rclone.sftp_options(access())
+    assert rclone.sftp_options(access(), chunk_size="255k")["chunk_size"] == "255k"
 
 
 def test_known_hosts_names_match_go_knownhosts():
