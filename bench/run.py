@@ -79,15 +79,17 @@ def with_server_cpu(sshd: SshServer, fn) -> tuple[float, float]:
 
 
 class Bench:
-    def __init__(self, sshd: SshServer, key: Path, known_hosts: Path) -> None:
+    def __init__(self, sshd: SshServer, key: Path, known_hosts: Path, chunk_size: str | None) -> None:
         self.sshd = sshd
         self.key = key
         self.known_hosts = known_hosts
+        self.chunk_size = chunk_size  # the daemon's upload chunk for this server
 
-    def access(self, hashcheck_default: bool = False) -> dict[str, str]:
+    def access(self) -> dict[str, str]:
         a = rclone.SftpAccess(host=self.sshd.host, port=self.sshd.port, user=self.sshd.user,
                               known_hosts_file=self.known_hosts, host_key_algorithms=None, key_file=self.key)
-        return {**rclone.base_env(ROOT), **rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(a))}
+        options = rclone.sftp_options(a, chunk_size=self.chunk_size)
+        return {**rclone.base_env(ROOT), **rclone.option_env(rclone.DEST_REMOTE, options)}
 
     def env_default_flags(self) -> dict[str, str]:
         """Baseline A's backend: only what the original product sets (host,
@@ -163,7 +165,6 @@ def main() -> int:
         key = daemon.ctl_json("key", "generate")
         sshd.authorize(key["public_key"])
         certs = daemon.data_dir / "certs"
-        bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts")
 
         # ---- W1 ----
         n_bytes = make_users(daemon.users_dir, 200, 50, seed=1, subdirs=5)
@@ -171,6 +172,9 @@ def main() -> int:
         print(f"W1: 200 users x 50 files, {n_files} files, {n_bytes / 1e6:.0f} MB", flush=True)
         remote_ours, remote_b, remote_a = (sshd.remote_dir(n) for n in ("ours", "b", "a"))
         add_destination(daemon, sshd, "w1", remote_ours)
+        # B gets the daemon's own flags, the upload chunk for this server too.
+        chunk = rclone.upload_chunk_size(daemon.ctl_json("dest", "show", "w1")["server_version"])
+        bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts", chunk)
         a_users = sorted(p.name for p in daemon.users_dir.iterdir())[: args.a_users]
         scale = 200 / len(a_users)
 
@@ -207,7 +211,7 @@ def main() -> int:
                     for _ in range(64):
                         f.write(os.urandom(16 * 1024 * 1024))
                 certs = w2.data_dir / "certs"
-                w2_bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts")
+                w2_bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts", chunk)
                 times: dict[str, list[float]] = {"ours": [], "rclone": [], "ssh": []}
                 for i in range(W2_ROUNDS):
                     remote_w2, remote_rc, remote_ssh = (sshd.remote_dir(f"{k}-{i}") for k in ("w2", "rc", "ssh"))
