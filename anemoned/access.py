@@ -7,8 +7,9 @@ from typing import Any
 from . import hostkeys, rclone
 from .hostkeys import HostKey
 from .config import Config
-from .destinations import Destination
-from .keys import Secrets
+from .destinations import DEFAULT_KEY_FILE, Destination
+from .keys import KeyFileError, Secrets
+from .protocol import ErrorCode, RpcError
 
 
 def known_hosts_path(config: Config) -> Path:
@@ -27,25 +28,38 @@ def key_path(config: Config, key_file: str) -> Path:
     return path if path.is_absolute() else config.data_dir / path
 
 
-async def sftp_access(config: Config, binary: str, dest: Destination) -> rclone.SftpAccess:
+async def dest_env(config: Config, binary: str, dest: Destination, *, hashcheck: bool = False,
+                   uploads: bool = False) -> dict[str, str]:
+    """The whole environment of an rclone run against `dest`.
+
+    hashcheck: rclone may run md5sum on the server (verify). uploads: the
+    run only writes to the server (a sync), so it may use the larger write
+    size the server software allows (rclone.upload_chunk_size).
+    Raises RpcError when a stored password cannot be decrypted.
+    """
+    access = await _sftp_access(config, binary, dest)
+    chunk_size = rclone.upload_chunk_size(dest.server_version) if uploads else None
+    options = rclone.sftp_options(access, hashcheck, chunk_size)
+    return {**rclone.base_env(config.data_dir), **rclone.option_env(rclone.DEST_REMOTE, options)}
+
+
+async def _sftp_access(config: Config, binary: str, dest: Destination) -> rclone.SftpAccess:
     """Decrypts the password (if any) only here, just before a run, and
     hands rclone only its obscured form."""
     obscured = None
     key = None
     if dest.auth == "password":
         assert dest.password_enc is not None
-        obscured = await rclone.obscure(binary, Secrets(config.certs_dir).decrypt(dest.password_enc))
+        try:
+            password = Secrets(config.certs_dir).decrypt(dest.password_enc)
+        except KeyFileError as err:
+            raise RpcError(ErrorCode.OPERATION_FAILED, str(err), {"field": "password"}) from None
+        obscured = await rclone.obscure(binary, password)
     else:
-        key = key_path(config, dest.key_file or "certs/rclone_key")
+        key = key_path(config, dest.key_file or DEFAULT_KEY_FILE)
     return rclone.SftpAccess(
         host=dest.host, port=dest.port, user=dest.user,
         known_hosts_file=known_hosts_path(config),
         host_key_algorithms=dest.host_key.algorithms if dest.host_key else None,
         key_file=key, obscured_password=obscured,
     )
-
-
-def rclone_env(config: Config, access: rclone.SftpAccess, hashcheck: bool = False,
-               chunk_size: str | None = None) -> dict[str, str]:
-    options = rclone.sftp_options(access, hashcheck, chunk_size)
-    return {**rclone.base_env(config.data_dir), **rclone.option_env(rclone.DEST_REMOTE, options)}

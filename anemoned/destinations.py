@@ -111,11 +111,6 @@ def check_host(value: str) -> str:
     return name.lower()
 
 
-def check_port(value: int) -> None:
-    if not 1 <= value <= 65535:
-        raise invalid_params("port", "must be from 1 to 65535")
-
-
 def check_user(value: str) -> None:
     if not USER_RE.match(value):
         raise invalid_params("user", "must be a POSIX user name: letters, digits, '.', '_', '-' (at most 32, not starting with '-' or '.')")

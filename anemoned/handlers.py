@@ -489,7 +489,7 @@ async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
 # -- restore, verify, usage ----------------------------------------------------------
 
 async def _dest_env(daemon: "Daemon", dest: Destination) -> dict[str, str]:
-    return access.rclone_env(daemon.config, await access.sftp_access(daemon.config, daemon.rclone_binary, dest))
+    return await access.dest_env(daemon.config, daemon.rclone_binary, dest)
 
 
 @method("restore")

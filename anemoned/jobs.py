@@ -164,12 +164,13 @@ class JobQueue:
 
     def remove_destination(self, destination: str) -> None:
         """Refuse while a job runs; cancel what is queued."""
-        for active in self.store.job_rows(destination=destination, limit=1000, states=ACTIVE):
-            if active["state"] == JobState.RUNNING.value:
-                raise RpcError(ErrorCode.CONFLICT, f"job {active['id']} is running for {destination!r}; "
-                               f"cancel it first (anemonectl job cancel {active['id']})")
-        for active in self.store.job_rows(destination=destination, limit=1000, states=ACTIVE):
-            self._transition(active, JobState.CANCELLED, error="its destination was removed")
+        active = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
+        for row in active:
+            if row["state"] == JobState.RUNNING.value:
+                raise RpcError(ErrorCode.CONFLICT, f"job {row['id']} is running for {destination!r}; "
+                               f"cancel it first (anemonectl job cancel {row['id']})")
+        for row in active:
+            self._transition(row, JobState.CANCELLED, error="its destination was removed")
 
     async def wait(self, job_id: int, timeout_s: float) -> dict[str, Any]:
         """The job once it has finished, or as it is after timeout_s."""
@@ -248,6 +249,8 @@ class JobQueue:
                 outcome = JobOutcome(JobState.CANCELLED, "cancelled by the operator")
             else:
                 outcome = JobOutcome(JobState.INTERRUPTED, "the daemon stopped while the job ran")
+        except RpcError as err:  # an operator-facing failure (a password that cannot be decrypted, ...)
+            outcome = JobOutcome(JobState.FAILED, err.message)
         except Exception as exc:  # a bug fails one job, never the daemon
             event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__)
             outcome = JobOutcome(JobState.FAILED, f"internal error ({type(exc).__name__}); see the daemon log")

@@ -187,10 +187,10 @@ def error_messages(records: list[dict[str, Any]]) -> list[str]:
 _ATTEMPT_PREFIX = re.compile(r"^Attempt \d+/\d+ failed with \d+ errors? and: ")
 
 
-def first_error(records: list[dict[str, Any]]) -> str | None:
-    """The first meaningful error, short: what a failed job records."""
-    msgs = error_messages(records)
-    return _ATTEMPT_PREFIX.sub("", msgs[0])[:300] if msgs else None
+def messages_of(result: "RcloneResult") -> list[str]:
+    """What a failed run said: its error messages, else every message (a
+    run that fails with nothing at error level still says why)."""
+    return error_messages(result.records) or [str(r.get("msg")) for r in result.records]
 
 
 def failure_message(cls: str | None, messages: list[str], fallback: str) -> str:

@@ -26,7 +26,7 @@ async def _run(config: Config, store: Store, binary: str, job: dict[str, Any], l
     dest = Destination.from_row(row)
     log = JobLog(log_path)
     try:
-        env = access.rclone_env(config, await access.sftp_access(config, binary, dest), hashcheck=hashcheck)
+        env = await access.dest_env(config, binary, dest, hashcheck=hashcheck)
         ok, error, stats = await operation(dest, env, log)
     finally:
         log.close()
@@ -44,14 +44,14 @@ async def verify_job(config: Config, store: Store, binary: str, job: dict[str, A
                      log_path: Path) -> JobOutcome:
     async def op(dest: Destination, env: dict[str, str], log: JobLog) -> tuple[bool, str | None, dict[str, Any]]:
         return await verify.run_verify(binary, env, config.users_dir, dest.remote_path, job["options"].get("user"),
-                                       config.data_dir / "tmp", job["id"], log, report)
+                                       config.tmp_dir, job["id"], log, report)
     return await _run(config, store, binary, job, log_path, op, hashcheck=True)
 
 
 async def usage_job(config: Config, store: Store, binary: str, job: dict[str, Any], report: Report,
                     log_path: Path) -> JobOutcome:
     async def op(dest: Destination, env: dict[str, str], log: JobLog) -> tuple[bool, str | None, dict[str, Any]]:
-        measured = await usage.measure(binary, env, dest.remote_path, log)
+        measured = await usage.measure(binary, env, dest.remote_path, log.write)
         warning = usage.free_space_warning(measured, dest.warn_free_percent)
         if warning:
             measured["warning"] = warning

@@ -103,11 +103,11 @@ async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: st
     result = await rclone.run(binary, ["lsjson", "-R", "--no-mimetype", source, *rclone.global_args("NOTICE")], dest_env,
                               capture_stdout=True, timeout_s=300)
     if not result.ok:
-        messages = rclone.error_messages(result.records) or [str(r.get("msg")) for r in result.records]
+        messages = rclone.messages_of(result)
         cls = rclone.classify(messages)
         if cls == rclone.PATH_MISSING or result.returncode == 3:
             raise RpcError(ErrorCode.NOT_FOUND, f"nothing to restore at {source.split(':', 1)[1]}", {"field": "path"})
-        raise RpcError(ErrorCode.OPERATION_FAILED, f"{cls or 'error'}: {rclone.first_error(result.records)}")
+        raise RpcError(ErrorCode.OPERATION_FAILED, rclone.failure_message(cls or "error", messages, "rclone failed"))
     entries = json.loads(result.stdout or b"[]")
     files = [{"path": e["Path"], "size": e["Size"], "modified": e["ModTime"], "is_dir": e["IsDir"]}
              for e in entries[:LIST_LIMIT]]
@@ -121,8 +121,10 @@ async def list_versions(binary: str, dest_env: dict[str, str], remote_path: str,
                                        *rclone.global_args("NOTICE")], dest_env, capture_stdout=True, timeout_s=300,
                               on_record=on_record)
     if not result.ok:
-        if result.returncode == 3 or rclone.classify(rclone.error_messages(result.records)) == rclone.PATH_MISSING:
+        messages = rclone.messages_of(result)
+        if result.returncode == 3 or rclone.classify(messages) == rclone.PATH_MISSING:
             return []
-        raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot list versions: {rclone.first_error(result.records)}")
+        raise RpcError(ErrorCode.OPERATION_FAILED,
+                       f"cannot list versions: {rclone.failure_message(None, messages, 'rclone failed')}")
     names = [n.rstrip("/") for n in result.stdout.decode(errors="replace").split()]
     return sorted(n for n in names if parse_version_folder(n) is not None)

@@ -207,7 +207,7 @@ def prepare_data_dir(config: Config) -> None:
     config.certs_dir.mkdir(exist_ok=True, mode=0o700)
     config.certs_dir.chmod(0o700)
     config.job_logs_dir.mkdir(exist_ok=True, mode=0o750)
-    (config.data_dir / "tmp").mkdir(exist_ok=True, mode=0o700)
+    config.tmp_dir.mkdir(exist_ok=True, mode=0o700)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import rclone
+from . import rclone, usage
 from .destinations import USER_RE
 
 #: Per-job log files are capped; the rest of a huge log is dropped with a note.
@@ -358,19 +358,8 @@ class SyncSettings:
     max_delete: int | None = None  # None: no limit (the operator allowed the deletions)
     versions_folder: str | None = None  # None: deleted and overwritten files are not kept
     allow_empty: frozenset[str] = frozenset()
-    known_remote_users: list[str] | None = None  # None: nothing remembered
-
-
-async def remote_free_bytes(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> int | None:
-    """Free bytes where remote_path lives (statvfs on the server), or None
-    when the server does not say."""
-    result = await rclone.run(binary, ["about", "--json", rclone.dest_path(remote_path), *rclone.global_args("NOTICE")],
-                              env, capture_stdout=True, on_record=log.write, timeout_s=60)
-    try:
-        free = json.loads(result.stdout).get("free")
-    except ValueError:
-        return None
-    return int(free) if isinstance(free, (int, float)) else None
+    #: user directories known to be on the server (from the last success)
+    known_remote_users: frozenset[str] = frozenset()
 
 
 def remembered_remote_users(last_success_stats: dict[str, Any] | None, remote_path: str) -> list[str] | None:
@@ -389,7 +378,7 @@ async def run_sync(
     started = time.monotonic()
     remote_path, dry_run = settings.remote_path, settings.dry_run
     users, warnings = scan_users(users_dir)
-    known = set(settings.known_remote_users or ())
+    known = settings.known_remote_users
     plan = make_plan(users, warnings, known, settings.allow_empty)
     # What is known to be remote after this sync (a dry run changes nothing).
     after = known if dry_run else (known - plan.synced) | {u.name for u in plan.included}
@@ -438,8 +427,8 @@ async def run_sync(
         # SFTP v3 reports a full disk only as a generic failure: ask the
         # server how much room is left to tell the operator what happened
         # (rclone has removed its partial upload by now).
-        free = await remote_free_bytes(binary, dest_env, remote_path, log)
-        if free is not None and free < int(collector.final.get("totalBytes") or 0):
+        free = (await usage.about(binary, dest_env, remote_path, log.write)).get("free")
+        if isinstance(free, (int, float)) and free < int(collector.final.get("totalBytes") or 0):
             cls = rclone.DISK_FULL
     return SyncResult(False, rclone.failure_message(cls, collector.errors, f"rclone exited with status {result.returncode}"),
                       stats)

@@ -44,7 +44,7 @@ def settings_for(dest: Destination, job: dict[str, Any], last_success_stats: dic
         max_delete=limit,
         versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
         allow_empty=frozenset(options.get("allow_empty") or ()),
-        known_remote_users=known,
+        known_remote_users=frozenset(known or ()),
     )
 
 
@@ -66,10 +66,8 @@ async def run_sync_job(config: Config, store: Store, binary: str, job: dict[str,
     settings = settings_for(dest, job, last["stats"] if last else None, utc_now())
     log = JobLog(log_path)
     try:
-        # A sync only uploads: it may use the larger write size.
-        env = access.rclone_env(config, await access.sftp_access(config, binary, dest),
-                                chunk_size=rclone.upload_chunk_size(dest.server_version))
-        result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.data_dir / "tmp",
+        env = await access.dest_env(config, binary, dest, uploads=True)
+        result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.tmp_dir,
                                 job_id=job["id"], settings=settings, log=log, report=report)
         if result.ok and not settings.dry_run and dest.keep_versions_days > 0:
             await prune_versions(binary, env, store, dest, log)

@@ -3,15 +3,17 @@ much room the server has left."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from . import rclone
-from .sync import JobLog
+
+OnRecord = Callable[[dict[str, Any]], None]
 
 
-async def _json(binary: str, env: dict[str, str], args: list[str], log: JobLog) -> Any:
+async def _json(binary: str, env: dict[str, str], args: list[str], on_record: OnRecord,
+                timeout_s: float = 3600) -> Any:
     result = await rclone.run(binary, [*args, *rclone.global_args("NOTICE")], env, capture_stdout=True,
-                              on_record=log.write, timeout_s=3600)
+                              on_record=on_record, timeout_s=timeout_s)
     if not result.ok:
         return None
     try:
@@ -20,17 +22,24 @@ async def _json(binary: str, env: dict[str, str], args: list[str], log: JobLog) 
         return None
 
 
-async def measure(binary: str, env: dict[str, str], remote_path: str, log: JobLog) -> dict[str, Any]:
+async def about(binary: str, env: dict[str, str], remote_path: str, on_record: OnRecord) -> dict[str, Any]:
+    """The server's space where remote_path lives, as `rclone about` reports
+    it (statvfs over SFTP): "free", "total", ...; {} when it does not say."""
+    answer = await _json(binary, env, ["about", "--json", rclone.dest_path(remote_path)], on_record, timeout_s=60)
+    return answer if isinstance(answer, dict) else {}
+
+
+async def measure(binary: str, env: dict[str, str], remote_path: str, on_record: OnRecord) -> dict[str, Any]:
     users: dict[str, dict[str, int]] = {}
     listing = await _json(binary, env, ["lsjson", "-R", "--files-only", "--no-mimetype", "--no-modtime",
-                                        rclone.dest_path(remote_path, "backup")], log)
+                                        rclone.dest_path(remote_path, "backup")], on_record)
     for entry in listing or []:
         user = entry["Path"].split("/", 1)[0]
         u = users.setdefault(user, {"bytes": 0, "files": 0})
         u["bytes"] += int(entry.get("Size") or 0)
         u["files"] += 1
-    versions = await _json(binary, env, ["size", "--json", rclone.dest_path(remote_path, "versions")], log) or {}
-    about = await _json(binary, env, ["about", "--json", rclone.dest_path(remote_path)], log) or {}
+    versions = await _json(binary, env, ["size", "--json", rclone.dest_path(remote_path, "versions")], on_record) or {}
+    space = await about(binary, env, remote_path, on_record)
     total_bytes = sum(u["bytes"] for u in users.values())
     return {
         "users": users,
@@ -38,8 +47,8 @@ async def measure(binary: str, env: dict[str, str], remote_path: str, log: JobLo
         "backup_files": sum(u["files"] for u in users.values()),
         "versions_bytes": int(versions.get("bytes") or 0),
         "versions_files": int(versions.get("count") or 0),
-        "free_bytes": about.get("free"),
-        "total_bytes": about.get("total"),
+        "free_bytes": space.get("free"),
+        "total_bytes": space.get("total"),
     }
 
 

@@ -14,16 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import rclone
-from .sync import JobLog, LocalUser, scan_users, source_env
+from .sync import JobLog, include_rules, scan_users, source_env
 
 #: Names listed per user and category in the job's stats (counts are exact).
 NAMES_KEPT = 50
-
-
-def include_rules(users: list[LocalUser]) -> str:
-    """Only the verified users' directories are compared (other remote user
-    directories are not this check's business). Names are safe user names."""
-    return "".join(f"+ /{u.name}/**\n" for u in users) + "- **\n"
 
 
 def parse_combined(text: str) -> dict[str, dict[str, list[str]]]:
@@ -67,7 +61,9 @@ async def run_verify(binary: str, hashing_env: dict[str, str], users_dir: Path, 
         return False, f"no local backup/ tree to verify{' for ' + only_user if only_user else ''}", {}
     filters = work_dir / f"job-{job_id}.verify-filter"
     combined = work_dir / f"job-{job_id}.combined"
-    filters.write_text(include_rules(users))
+    # Only the verified users' directories are compared: other remote user
+    # directories are not this check's business.
+    filters.write_text(include_rules(u.name for u in users))
     env = {**hashing_env, **source_env(users)}
     try:
         download = False

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from testbed.daemon import DaemonProcess
 from testbed.sshd import SshServer
@@ -27,11 +28,8 @@ def env(daemon: DaemonProcess, sshd: SshServer):
 
 def add(daemon: DaemonProcess, sshd: SshServer, name: str, remote: Path | str, *extra: str, trust: bool = True,
         stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    args = ["dest", "add", name, "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-            "--remote-path", str(remote), *extra]
-    if trust:
-        args += ["--host-key-fingerprint", sshd.host_key_fingerprint()]
-    return daemon.ctl(*args, stdin=stdin)
+    """`dest add`, its outcome left for the test to judge."""
+    return daemon.add_destination(name, sshd, remote, *extra, pin=trust, stdin=stdin, check=False)
 
 
 def test_seed_steps_key_add_pin_and_test(env):
@@ -190,6 +188,13 @@ def test_password_destination_add_test_sync_and_the_password_never_shows(env):
         assert wrong.returncode == 0
         code, lines = _test(daemon, "pw")
         assert code == 1 and lines[0].startswith("authentication failed:")
+        # certs/secrets.key replaced (say, restored from another machine): the
+        # operator is told what to do, by dest test and by a sync job alike.
+        (daemon.data_dir / "certs/secrets.key").write_bytes(Fernet.generate_key())
+        res = daemon.ctl("dest", "test", "pw")
+        assert res.returncode == 1 and "cannot be decrypted" in res.stderr, res.stderr
+        failed = daemon.ctl_json("sync", "pw", "--wait", expect=1)
+        assert failed["state"] == "failed" and "cannot be decrypted" in failed["error"], failed
     finally:
         stop.set()
         watcher.join()
