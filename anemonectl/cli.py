@@ -181,27 +181,25 @@ def wait_for_job(ctl: Ctl, job_id: int) -> dict[str, Any]:
         return job
 
 
-def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
-    job = ctl.call("sync", {"destination": args.name, "dry_run": args.dry_run, "allow_deletes": args.allow_deletes,
-                            "allow_empty": args.allow_empty})
-    if not args.wait:
+def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool,
+             human: Callable[[dict[str, Any]], str] = render.job) -> int:
+    """Queue a job; print its id, or wait for it (progress on stderr) and
+    print it, exiting with its outcome."""
+    job = ctl.call(method, params, timeout_s=60)
+    if not wait:
         ctl.emit(job, lambda j: str(j["id"]))
         return EXIT_OK
     if not ctl.as_json:
         print(f"job {job['id']}", file=sys.stderr)
     job = wait_for_job(ctl, job["id"])
-    ctl.emit(job, render.job)
+    ctl.emit(job, human)
     return _job_outcome(job)
 
 
-def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool) -> int:
-    job = ctl.call(method, params, timeout_s=60)
-    if not wait:
-        ctl.emit(job, lambda j: str(j["id"]))
-        return EXIT_OK
-    job = wait_for_job(ctl, job["id"])
-    ctl.emit(job, render.job)
-    return _job_outcome(job)
+def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
+    params = {"destination": args.name, "dry_run": args.dry_run, "allow_deletes": args.allow_deletes,
+              "allow_empty": args.allow_empty}
+    return _run_job(ctl, "sync", params, args.wait)
 
 
 def cmd_restore(ctl: Ctl, args: argparse.Namespace) -> int:
@@ -227,10 +225,7 @@ def cmd_verify(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_dest_usage(ctl: Ctl, args: argparse.Namespace) -> int:
-    job = ctl.call("dest.usage", {"name": args.name})
-    job = wait_for_job(ctl, job["id"])
-    ctl.emit(job, render.usage)
-    return _job_outcome(job)
+    return _run_job(ctl, "dest.usage", {"name": args.name}, wait=True, human=render.usage)
 
 
 def cmd_dest_versions(ctl: Ctl, args: argparse.Namespace) -> int:
