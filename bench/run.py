@@ -128,13 +128,6 @@ def ours(daemon: DaemonProcess, dest: str) -> float:
     return timed(go)
 
 
-def add_destination(daemon: DaemonProcess, sshd: SshServer, name: str, remote: Path) -> None:
-    res = daemon.ctl("dest", "add", name, "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
-    if res.returncode != 0:
-        raise RuntimeError(res.stderr)
-
-
 def settle(remote_root: Path) -> None:
     """Before each timed W2 run: the previous copies gone and written out,
     so that every run starts with the same amount of unwritten data."""
@@ -171,7 +164,7 @@ def main() -> int:
         n_files = 200 * 50
         print(f"W1: 200 users x 50 files, {n_files} files, {n_bytes / 1e6:.0f} MB", flush=True)
         remote_ours, remote_b, remote_a = (sshd.remote_dir(n) for n in ("ours", "b", "a"))
-        add_destination(daemon, sshd, "w1", remote_ours)
+        daemon.add_destination("w1", sshd, remote_ours)
         # B gets the daemon's own flags, the upload chunk for this server too.
         chunk = rclone.upload_chunk_size(daemon.ctl_json("dest", "show", "w1")["server_version"])
         bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts", chunk)
@@ -215,7 +208,7 @@ def main() -> int:
                 times: dict[str, list[float]] = {"ours": [], "rclone": [], "ssh": []}
                 for i in range(W2_ROUNDS):
                     remote_w2, remote_rc, remote_ssh = (sshd.remote_dir(f"{k}-{i}") for k in ("w2", "rc", "ssh"))
-                    add_destination(w2, sshd, f"w2-{i}", remote_w2)
+                    w2.add_destination(f"w2-{i}", sshd, remote_w2)
                     ssh_cmd = ["ssh", "-q", "-i", str(certs / "rclone_key"), "-p", str(sshd.port),
                                "-o", f"UserKnownHostsFile={certs / 'known_hosts'}", "-o", "BatchMode=yes",
                                f"{sshd.user}@{sshd.host}", f"cat > {remote_ssh}/random.bin"]
@@ -246,7 +239,7 @@ def main() -> int:
             try:
                 sshd.authorize(w3.ctl_json("key", "generate")["public_key"])
                 make_users(w3.users_dir, 2000, 5, seed=3, subdirs=0)
-                add_destination(w3, sshd, "w3", sshd.remote_dir("w3"))
+                w3.add_destination("w3", sshd, sshd.remote_dir("w3"))
                 ours(w3, "w3")
                 o3 = median_of(3, lambda: ours(w3, "w3"))
                 w3_per_file = o3 / 10_000

@@ -15,9 +15,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from .sshd import SshServer
 
 BIN = Path(sys.executable).parent
 ANEMONED = str(BIN / "anemoned")
@@ -131,6 +134,20 @@ class DaemonProcess:
             [ANEMONECTL, "--socket", str(self.socket), *args],
             input=stdin, capture_output=True, text=True, timeout=timeout_s,
         )
+
+    def add_destination(self, name: str, sshd: "SshServer", remote: Path | str, *extra: str, pin: bool = True,
+                        stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`dest add` for a directory on the test sshd, its host key pinned
+        by the fingerprint the server really has (unless pin is off); with
+        check, a refusal fails loudly."""
+        args = ["dest", "add", name, "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
+                "--remote-path", str(remote), *extra]
+        if pin:
+            args += ["--host-key-fingerprint", sshd.host_key_fingerprint()]
+        res = self.ctl(*args, stdin=stdin)
+        if check and res.returncode != 0:
+            raise AssertionError(f"dest add {name} exited {res.returncode}: {res.stderr}")
+        return res
 
     def ctl_json(self, *args: str, stdin: str | None = None, expect: int = 0, timeout_s: float = 120.0) -> Any:
         res = self.ctl(*args, "--json", stdin=stdin, timeout_s=timeout_s)

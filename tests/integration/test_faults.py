@@ -2,6 +2,7 @@
 each, nothing that was on the server is lost or corrupted."""
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -23,7 +24,7 @@ def env(make_daemon, sshd: SshServer):
         daemon = make_daemon(**config)
         sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
         remote = sshd.remote_dir("dest")
-        add(daemon, sshd, "d", remote)
+        daemon.add_destination("d", sshd, remote)
         for user, n in (("alice", 3), ("bob", 2)):
             for i in range(n):
                 f = daemon.users_dir / user / "backup" / f"docs/f{i}.txt"
@@ -34,16 +35,10 @@ def env(make_daemon, sshd: SshServer):
     return make
 
 
-def add(daemon: DaemonProcess, sshd: SshServer, name: str, remote: Path) -> None:
-    res = daemon.ctl("dest", "add", name, "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
-    assert res.returncode == 0, res.stderr
-
-
 def sync(daemon: DaemonProcess, name: str = "d", *extra: str) -> dict:
     res = daemon.ctl("sync", name, "--wait", "--json", *extra, timeout_s=600)
     assert res.returncode in (0, 1), res.stderr
-    return __import__("json").loads(res.stdout)
+    return json.loads(res.stdout)
 
 
 def test_server_down_fails_unreachable_and_changes_nothing(env, sshd):
@@ -129,7 +124,7 @@ def test_full_remote_disk_fails_clearly_and_corrupts_nothing(make_daemon, sshd):
     try:
         daemon = make_daemon()
         sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
-        add(daemon, sshd, "small", small)
+        daemon.add_destination("small", sshd, small)
         first = daemon.users_dir / "alice/backup/first.txt"
         first.parent.mkdir(parents=True)
         first.write_text("fits\n" * 1000)
@@ -149,8 +144,8 @@ def test_restart_with_queued_work_keeps_everything(make_daemon, sshd):
     daemon = make_daemon(max_concurrent_syncs=1)
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     r1, r2 = sshd.remote_dir("one"), sshd.remote_dir("two")
-    add(daemon, sshd, "one", r1)
-    add(daemon, sshd, "two", r2)
+    daemon.add_destination("one", sshd, r1)
+    daemon.add_destination("two", sshd, r2)
     daemon.ctl_json("dest", "schedule", "two", "--daily", "03:30")
     sparse(daemon.users_dir / "alice/backup/big.img", 2 * GIB)
     first = int(daemon.ctl("sync", "one").stdout)

@@ -16,9 +16,7 @@ from testbed.sshd import SshServer
 def synced(daemon: DaemonProcess, sshd: SshServer):
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     remote = sshd.remote_dir("r")
-    res = daemon.ctl("dest", "add", "d", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
-    assert res.returncode == 0, res.stderr
+    daemon.add_destination("d", sshd, remote)
     t = 1_650_000_000
     for user, files in {"alice": {"docs/a.txt": "alpha\n" * 50, "docs/deep/b.txt": "beta", "c d.txt": "gamma"},
                         "bob": {"x.bin": "x" * 3000}}.items():
@@ -122,9 +120,7 @@ def test_versions_past_keep_versions_days_are_pruned_and_nothing_else(daemon: Da
     remote = sshd.remote_dir("pruned")
     for folder in ("2020-01-01T000000Z", "not-ours"):
         (sshd.remote_dir(f"pruned/versions/{folder}/alice") / "old.txt").write_text("old")
-    res = daemon.ctl("dest", "add", "d", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
-    assert res.returncode == 0, res.stderr
+    daemon.add_destination("d", sshd, remote)
     (daemon.users_dir / "alice/backup").mkdir(parents=True)
     (daemon.users_dir / "alice/backup/a.txt").write_text("a")
     # The first sync only starts the daily pruning clock ...

@@ -21,9 +21,7 @@ def dest(make_daemon, sshd: SshServer) -> DaemonProcess:
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     (daemon.users_dir / "alice/backup").mkdir(parents=True)
     (daemon.users_dir / "alice/backup/f.txt").write_text("x")
-    res = daemon.ctl("dest", "add", "d", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-                     "--remote-path", str(sshd.remote_dir("r")), "--host-key-fingerprint", sshd.host_key_fingerprint())
-    assert res.returncode == 0, res.stderr
+    daemon.add_destination("d", sshd, sshd.remote_dir("r"))
     return daemon
 
 

@@ -28,9 +28,7 @@ def setup(make_daemon, sshd: SshServer):
         remotes = []
         for i in range(n_destinations):
             remote = sshd.remote_dir(f"dest{i}" if n == 1 else f"run{n}-dest{i}")
-            res = daemon.ctl("dest", "add", f"d{i}", "--host", sshd.host, "--port", str(sshd.port), "--user", sshd.user,
-                             "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint())
-            assert res.returncode == 0, res.stderr
+            daemon.add_destination(f"d{i}", sshd, remote)
             remotes.append(remote)
         return daemon, remotes
     return make
