@@ -50,6 +50,10 @@ class Destination:
     #: the server's SSH identification ("SSH-2.0-OpenSSH_9.2p1 ..."), as seen
     #: when its host key was fetched
     server_version: str | None = None
+    #: seconds without progress after which a user's transfer is stopped
+    stall_timeout: int = 300
+    #: days between full syncs (unchanged users synced too); 0: every sync
+    full_sync_every: int = 7
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -62,7 +66,8 @@ class Destination:
             max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
             versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
             verify_schedule=row["verify_schedule"], verify_schedule_state=row["verify_schedule_state"],
-            server_version=row.get("server_version"),
+            server_version=row.get("server_version"), stall_timeout=row.get("stall_timeout", 300),
+            full_sync_every=row.get("full_sync_every", 7),
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -75,7 +80,8 @@ class Destination:
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "versions_pruned_at": self.versions_pruned_at, "warn_free_percent": self.warn_free_percent,
             "verify_schedule": self.verify_schedule, "verify_schedule_state": self.verify_schedule_state,
-            "server_version": self.server_version,
+            "server_version": self.server_version, "stall_timeout": self.stall_timeout,
+            "full_sync_every": self.full_sync_every,
         }
 
     def public(self) -> dict[str, Any]:
@@ -88,7 +94,8 @@ class Destination:
             "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "warn_free_percent": self.warn_free_percent, "verify_schedule": self.verify_schedule,
-            "server_version": self.server_version,
+            "server_version": self.server_version, "stall_timeout": self.stall_timeout,
+            "full_sync_every": self.full_sync_every,
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, handlers, remote_jobs
+from . import __version__, access, caps, handlers, remote_jobs
+from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .destinations import Destination
 from .jobs import JobOutcome, JobQueue
@@ -26,14 +28,18 @@ from .rclone_version import RcloneUnusable, check_rclone
 from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
 from .store import Store, StoreError
+from .jobrunner import JobContext
+from .restore_job import restore_job
 from .sync_job import run_sync_job
+from .verify import verify_job
 from .systemd_notify import Notifier
 
 
 class Daemon:
     """Everything the RPC handlers act on."""
 
-    def __init__(self, config_path: str, config: Config, rclone_binary: str, rclone_version: str) -> None:
+    def __init__(self, config_path: str, config: Config, rclone_binary: str, rclone_version: str,
+                 sftp_server: str) -> None:
         self.config_path = config_path
         self.config = config
         self.rclone_binary = rclone_binary
@@ -44,11 +50,12 @@ class Daemon:
         prepare_data_dir(config)
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
+        self.attach = AttachServer(config.data_dir / "attach", sftp_server)
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
         job_functions = {
             "sync": self._job(run_sync_job),
-            "restore": self._job(remote_jobs.restore_job),
-            "verify": self._job(remote_jobs.verify_job),
+            "restore": self._job(restore_job),
+            "verify": self._job(verify_job),
             "usage": self._job(remote_jobs.usage_job),
         }
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
@@ -108,10 +115,11 @@ class Daemon:
 
     # -- jobs ------------------------------------------------------------------
 
-    def _job(self, fn: Callable[..., Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
+    def _job(self, fn: Callable[[JobContext], Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
         """A job function bound to the daemon's current config and rclone."""
         async def run(job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
-            return await fn(self.config, self.store, self.rclone_binary, job, report, self.job_log_path(job["id"]))
+            return await fn(JobContext(self.config, self.store, self.rclone_binary, self.attach, job, report,
+                                       self.job_log_path(job["id"])))
         return run
 
     def _catch_up_interrupted(self) -> None:
@@ -143,6 +151,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.server.start()
+        self.attach.start()
         self.jobs.pump()  # queued work from before a restart
         self._catch_up_interrupted()
         event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
@@ -160,6 +169,7 @@ class Daemon:
             scheduler.cancel()
             await self.jobs.shutdown()  # running jobs stopped and recorded
             await self.server.close()
+            self.attach.close()
             self.store.close()
             event(logging.INFO, "anemoned stopped")
 
@@ -208,6 +218,19 @@ def prepare_data_dir(config: Config) -> None:
     config.certs_dir.chmod(0o700)
     config.job_logs_dir.mkdir(exist_ok=True, mode=0o750)
     config.tmp_dir.mkdir(exist_ok=True, mode=0o700)
+    config.tmp_dir.chmod(0o700)
+
+
+def trim_capabilities() -> None:
+    """Keep only what starting users' processes needs (caps.trim), and say
+    so when users' trees cannot be read as their owners at all."""
+    try:
+        caps.trim()
+    except OSError as err:
+        event(logging.WARNING, "could not trim capabilities", error=err.strerror or str(err))
+    if os.getuid() != 0 and not (caps.has(caps.CAP_SETUID) and caps.has(caps.CAP_SETGID)):
+        event(logging.WARNING, "no CAP_SETUID/CAP_SETGID: users' trees cannot be read as their owners, so no "
+              "user is backed up (run the daemon as the shipped unit does)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         binary = config.rclone_binary()
         version = check_rclone(binary)
         assert binary is not None
-        daemon = Daemon(args.config, config, binary, version)
+        sftp_server = find_sftp_server()
+        if sftp_server is None:
+            raise RcloneUnusable("OpenSSH's sftp-server is not installed (Debian: apt-get install "
+                                 "openssh-sftp-server); users' trees are read through it")
+        trim_capabilities()
+        daemon = Daemon(args.config, config, binary, version, sftp_server)
     except ConfigError as err:
         for problem in err.problems:
             event(logging.ERROR, "invalid configuration", path=err.source, problem=problem)

@@ -76,6 +76,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE destinations ADD COLUMN server_version TEXT;
     """,
+    # 6 -> 7: per-user sync state (what each user's last sync left, so an
+    # unchanged tree costs nothing remote) and the settings around it.
+    """
+    CREATE TABLE user_state (
+        destination  TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        remote_path  TEXT NOT NULL,
+        fingerprint  TEXT,
+        files        INTEGER NOT NULL DEFAULT 0,
+        synced_at    TEXT,
+        full_at      TEXT,
+        PRIMARY KEY (destination, user)
+    );
+    ALTER TABLE destinations ADD COLUMN stall_timeout INTEGER NOT NULL DEFAULT 300;
+    ALTER TABLE destinations ADD COLUMN full_sync_every INTEGER NOT NULL DEFAULT 7;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -136,7 +152,30 @@ class Store:
         self.db.execute(f"UPDATE destinations SET {sets} WHERE name = ?", [*map(_cell, changes.values()), name])
 
     def delete_destination(self, name: str) -> None:
-        self.db.execute("DELETE FROM destinations WHERE name = ?", (name,))
+        with self.transaction():
+            self.db.execute("DELETE FROM user_state WHERE destination = ?", (name,))
+            self.db.execute("DELETE FROM destinations WHERE name = ?", (name,))
+
+    # -- per-user sync state ------------------------------------------------
+
+    def user_states(self, destination: str) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM user_state WHERE destination = ?", (destination,))
+        return {r["user"]: dict(r) for r in rows}
+
+    def save_user_states(self, destination: str, rows: list[dict[str, Any]], removed: list[str]) -> None:
+        """Upsert the given users' rows and delete the removed users', in
+        one transaction (a crash leaves the old state, never half of it)."""
+        with self.transaction():
+            for row in rows:
+                self.db.execute(
+                    "INSERT INTO user_state (destination, user, remote_path, fingerprint, files, synced_at, full_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (destination, user) DO UPDATE SET "
+                    "remote_path = excluded.remote_path, fingerprint = excluded.fingerprint, files = excluded.files, "
+                    "synced_at = excluded.synced_at, full_at = excluded.full_at",
+                    (destination, row["user"], row["remote_path"], row["fingerprint"], row["files"], row["synced_at"],
+                     row["full_at"]))
+            for user in removed:
+                self.db.execute("DELETE FROM user_state WHERE destination = ? AND user = ?", (destination, user))
 
     # -- jobs ---------------------------------------------------------------
 
