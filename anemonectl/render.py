@@ -86,6 +86,8 @@ def destination(d: dict[str, Any]) -> str:
         f"  schedule:    {schedule(d.get('schedule'))}",
         f"  safety:      at most {d['max_delete']} deletions ({d['max_delete_percent']}% of remote files) per sync; "
         + (f"versions kept {d['keep_versions_days']} days" if d["keep_versions_days"] else "no versions kept"),
+        f"  per user:    stopped after {d.get('stall_timeout', 300)} s without progress; full sync every "
+        + (f"{d['full_sync_every']} days" if d.get("full_sync_every") else "sync"),
         f"  next run:    {d.get('next_run') or '-'}",
         f"  verify:      {schedule(d.get('verify_schedule'))}"
         + (f", next {d['next_verify']}" if d.get("next_verify") else ""),

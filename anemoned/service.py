@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         if sftp_server is None:
             raise RcloneUnusable("OpenSSH's sftp-server is not installed (Debian: apt-get install "
                                  "openssh-sftp-server); users' trees are read through it")
-        trim_capabilities()
         daemon = Daemon(args.config, config, binary, version, sftp_server)
+        trim_capabilities()  # before any child starts
     except ConfigError as err:
         for problem in err.problems:
             event(logging.ERROR, "invalid configuration", path=err.source, problem=problem)
@@ -258,10 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     except (RcloneUnusable, StoreError) as err:
         event(logging.ERROR, "cannot start", reason=str(err))
         return 1
+    except OSError as err:  # data_dir not writable, and the like
+        event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
+        return 1
     try:
         asyncio.run(daemon.run())
     except AlreadyRunning as err:
         event(logging.ERROR, "cannot start", reason=str(err))
+        return 1
+    except OSError as err:  # the socket's directory not ours, and the like
+        event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
         return 1
     return 0
 

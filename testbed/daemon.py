@@ -41,8 +41,8 @@ class DaemonProcess:
 
     def __init__(self, workdir: Path, **config: Any) -> None:
         self.as_root = os.getuid() == 0
-        if self.as_root and workdir.is_symlink():  # a second daemon on the same directory
-            self.dir = workdir.resolve()
+        if self.as_root and (workdir.is_symlink() or (workdir.is_dir() and any(workdir.iterdir()))):
+            self.dir = workdir.resolve()  # a second daemon on the same directory
         elif self.as_root:
             # Somewhere the daemon's account and the users can reach
             # (pytest's temporary directories are 0700 root); workdir
