@@ -224,7 +224,7 @@ class JobQueue:
         self.store.update_job(row["id"], changes)
         if new != JobState.RUNNING:
             event(logging.INFO if new == JobState.SUCCEEDED else logging.WARNING, f"job {new.value}", job=row["id"],
-                  dest=row["destination"], kind=row["kind"], error=error)
+                  dest=row["destination"], kind=row["kind"], outcome=new.value, error=error)
             self.on_finished(self.get(row["id"]))
             pruned = self.store.prune_jobs(row["destination"], HISTORY_PER_DESTINATION)
             if pruned:
