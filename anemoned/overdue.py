@@ -56,6 +56,11 @@ def format_duration(td: timedelta) -> str:
     return f"{seconds}s"
 
 
+def format_duration_s(seconds: int) -> str | None:
+    """A stored max_age as shown: None when off."""
+    return format_duration(timedelta(seconds=seconds)) if seconds else None
+
+
 def parse_max_age(text: Any) -> int:
     """max_age in seconds from `36h`, `2d`, ...; `off` or `0` is 0 (off).
     At least the minimum schedule interval (5 minutes)."""
@@ -85,9 +90,10 @@ def schedule_period(schedule: dict[str, Any], now: datetime, tz: ZoneInfo) -> ti
     return longest or None
 
 
-def evaluate(enabled: bool, schedule: dict[str, Any], schedule_state: dict[str, Any], created_at: str,
-             max_age_s: int, last_success: datetime | None, now: datetime, tz: ZoneInfo) -> Overdue | None:
-    """Whether the destination is overdue at `now`, and since when."""
+def deadline(enabled: bool, schedule: dict[str, Any], schedule_state: dict[str, Any], created_at: str,
+             max_age_s: int, last_success: datetime | None, tz: ZoneInfo) -> Overdue | None:
+    """When the destination becomes overdue if no sync succeeds first (the
+    Overdue it would then be), or None when it cannot be overdue."""
     if not enabled:
         return None
     start = last_success or _instant(created_at)
@@ -99,11 +105,17 @@ def evaluate(enabled: bool, schedule: dict[str, Any], schedule_state: dict[str, 
         anchor = _instant(schedule_state.get("anchor"))
         start = max(s for s in (start, anchor) if s is not None) if (start or anchor) else None
         # the gaps that follow the start are the ones it had to wait through
-        period = schedule_period(schedule, start or now, tz)
+        period = schedule_period(schedule, start, tz) if start else None
         if period is None:
             return None
         allowed, rule = 2 * period, "schedule"
     if start is None:
         return None
-    since = start + allowed
-    return Overdue(since, last_success, allowed, rule) if now > since else None
+    return Overdue(start + allowed, last_success, allowed, rule)
+
+
+def evaluate(enabled: bool, schedule: dict[str, Any], schedule_state: dict[str, Any], created_at: str,
+             max_age_s: int, last_success: datetime | None, now: datetime, tz: ZoneInfo) -> Overdue | None:
+    """Whether the destination is overdue at `now`, and since when."""
+    due = deadline(enabled, schedule, schedule_state, created_at, max_age_s, last_success, tz)
+    return due if due is not None and now > due.since else None

@@ -192,6 +192,16 @@ class Store:
         ).fetchone()
         return _row(r) if r else None
 
+    def last_real_finished_row(self, destination: str, kind: str) -> dict[str, Any] | None:
+        """The newest job of `kind` that ran to an end (succeeded or
+        failed) and was not a dry run."""
+        r = self.db.execute(
+            "SELECT * FROM jobs WHERE destination = ? AND kind = ? AND dry_run = 0 "
+            "AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1",
+            (destination, kind),
+        ).fetchone()
+        return _row(r) if r else None
+
     def previous_outcome(self, destination: str, kind: str, before_id: int) -> str | None:
         """The state of the last real (not dry-run) job of `kind` before
         job `before_id` that succeeded or failed, or None."""
