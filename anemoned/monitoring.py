@@ -38,9 +38,11 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 class Monitor:
-    def __init__(self, store: Store, config: Callable[[], Config], sender: notify.Sender | None = None) -> None:
+    def __init__(self, store: Store, config: Callable[[], Config], on_change: Callable[[], None] = lambda: None,
+                 sender: notify.Sender | None = None) -> None:
         self.store = store
         self.config = config
+        self.on_change = on_change  # systemd's STATUS= names overdue destinations
         self.sender = sender or notify.Sender()
         self.host = notify.hostname()
         self.wake = asyncio.Event()
@@ -82,6 +84,7 @@ class Monitor:
                 upcoming = due.since
         if changed:
             self.write_metrics()
+            self.on_change()
         return upcoming
 
     async def run(self) -> None:
