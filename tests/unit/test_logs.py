@@ -82,3 +82,13 @@ def test_handler_speaks_the_native_protocol_to_a_socket(tmp_path: Path):
     handler.handle(_record("job failed", level=logging.ERROR, dest="d0"))
     handler.fallback.close()
     assert (tmp_path / "stderr").read_text() == "<3>job failed dest=d0\n"
+
+
+def test_the_readme_lists_true_message_ids():
+    import re
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \| `([0-9a-f]{32})` \|$", readme, re.M)
+    assert len(rows) >= 10
+    assert all(message_id(name) == mid for name, mid in rows)
+    for found in re.findall(r"MESSAGE_ID=([0-9a-f]{32})", readme):
+        assert found in {mid for _, mid in rows}
