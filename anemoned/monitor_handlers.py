@@ -3,6 +3,7 @@ dead man's switch URL. URLs are write-only: they are encrypted before they
 are stored and only their redacted form is ever returned or logged."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,8 @@ async def notify_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     if policy not in notify.POLICIES:
         raise invalid_params("policy", f"must be one of {', '.join(notify.POLICIES)}")
-    shown = notify.check_target(url)
+    # Apprise loads ~190 plugins on first use: not on the event loop.
+    shown = await asyncio.to_thread(notify.check_target, url)
     dest = load_destination(daemon, name)
     if len(dest.notifications) >= MAX_TARGETS:
         raise RpcError(ErrorCode.CONFLICT, f"destination {name!r} already has {MAX_TARGETS} notification targets")
