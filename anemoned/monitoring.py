@@ -27,9 +27,9 @@ from . import keys, metrics, notify, overdue
 from .config import Config
 from .destinations import Destination
 from .logs import event
-from .scheduler import _instant, zone
+from .scheduler import zone
 from .store import Store
-from .timeutil import iso, utc_now
+from .timeutil import instant, iso, utc_now
 
 MAX_SLEEP_S = 300.0
 NOTIFIED_KINDS = ("sync", "verify")
@@ -55,7 +55,7 @@ class Monitor:
         """When the destination becomes overdue without a new success."""
         last = self.store.last_real_success_row(dest.name, "sync")
         return overdue.deadline(dest.enabled, dest.schedule, dest.schedule_state, dest.created_at, dest.max_age_s,
-                                _instant(last["finished_at"]) if last else None, zone(self.config().timezone))
+                                instant(last["finished_at"]) if last else None, zone(self.config().timezone))
 
     def overdue_of(self, dest: Destination, now: datetime | None = None) -> overdue.Overdue | None:
         due = self.deadline_of(dest)

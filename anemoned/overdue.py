@@ -23,7 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .protocol import invalid_params
-from .scheduler import _instant, min_interval, next_occurrence
+from .scheduler import min_interval, next_occurrence
+from .timeutil import instant
 
 PERIOD_SAMPLES = 16
 _DURATION_RE = re.compile(r"^(\d{1,6})([smhd])\Z")
@@ -96,13 +97,13 @@ def deadline(enabled: bool, schedule: dict[str, Any], schedule_state: dict[str, 
     Overdue it would then be), or None when it cannot be overdue."""
     if not enabled:
         return None
-    start = last_success or _instant(created_at)
+    start = last_success or instant(created_at)
     if max_age_s > 0:
         allowed, rule = timedelta(seconds=max_age_s), "max_age"
     else:
         if schedule.get("kind", "off") == "off":
             return None
-        anchor = _instant(schedule_state.get("anchor"))
+        anchor = instant(schedule_state.get("anchor"))
         start = max(s for s in (start, anchor) if s is not None) if (start or anchor) else None
         # the gaps that follow the start are the ones it had to wait through
         period = schedule_period(schedule, start, tz) if start else None

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.daemon import DaemonProcess
 from testbed.files import write
 from testbed.receivers import HttpReceiver
 from testbed.sshd import SshServer
