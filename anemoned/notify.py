@@ -196,7 +196,7 @@ class Sender:
     """Runs blocking sends in threads of its own, never longer than a
     timeout as far as the caller is concerned."""
 
-    def __init__(self, workers: int = 4) -> None:
+    def __init__(self, workers: int = 8) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="anemoned-notify")
 
     async def _run(self, timeout_s: float, fn: Any, *args: Any) -> bool:
