@@ -16,7 +16,7 @@ from typing import Any, Callable
 from anemoned import protocol
 from anemoned.protocol import ErrorCode, RpcError
 
-from . import render
+from . import monitor_cmds, render
 from .client import Client, DaemonUnreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -79,7 +79,7 @@ def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
         "host_key_fingerprint": args.host_key_fingerprint, "max_delete": args.max_delete,
         "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
         "warn_free_percent": args.warn_free_percent, "stall_timeout": args.stall_timeout,
-        "full_sync_every": args.full_sync_every,
+        "full_sync_every": args.full_sync_every, "max_age": args.max_age,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True
@@ -232,8 +232,7 @@ def cmd_dest_usage(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_dest_versions(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120),
-             lambda vs: "\n".join(vs) if vs else "No versions kept.")
+    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120), render.versions)
     return EXIT_OK
 
 
@@ -354,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(dest, "versions", cmd_dest_versions, "list the versions folders kept on the server").add_argument("name")
     command(dest, "usage", cmd_dest_usage, "bytes and files stored, versions, free space").add_argument("name")
+    monitor_cmds.add_commands(dest, command)
 
     rest = command(sub, "restore", cmd_restore, "get a user's files back from a destination")
     rest.add_argument("name")

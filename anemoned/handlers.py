@@ -18,6 +18,7 @@ from . import access
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
+from .overdue import parse_max_age
 from .scheduler import parse_schedule
 from .users import safe_user_name
 from .logs import event
@@ -173,7 +174,9 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     measured = daemon.store.last_finished_job_row(dest.name, "usage")
     view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
     warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
-    view["warnings"] = [warning] if warning else []
+    monitoring = daemon.monitor.view(dest)
+    view["warnings"] = [w for w in (warning, monitoring.pop("overdue_warning")) if w]
+    view.update(monitoring)
     view["last_sync"] = None if last is None else {
         "job": last["id"], "at": last["finished_at"], "status": last["state"], "error": last["error"],
         "files_transferred": (last["stats"] or {}).get("files_transferred", 0),
@@ -220,7 +223,7 @@ def write_known_hosts(daemon: "Daemon") -> None:
 
 
 SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days", "warn_free_percent", "stall_timeout",
-                 "full_sync_every")
+                 "full_sync_every", "max_age_s")
 
 
 def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
@@ -255,6 +258,8 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
         value = p.int(name, required=False, lo=lo, hi=hi)
         if value is not None:
             fields[name] = value
+    if p.has("max_age"):
+        fields["max_age_s"] = parse_max_age(p.str("max_age", max_len=20))
     fingerprint = p.str("host_key_fingerprint", required=False, max_len=100)
     if fingerprint is not None:
         check_fingerprint(fingerprint)

@@ -17,12 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, handlers, remote_jobs
+from . import __version__, access, caps, handlers, monitor_handlers, remote_jobs  # noqa: F401 (registers its methods)
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .destinations import Destination
 from .jobs import JobOutcome, JobQueue
 from .logs import event, set_level, setup_logging
+from .monitoring import Monitor
 from .protocol import Request
 from .rclone_version import RcloneUnusable, check_rclone
 from .schedule_loop import ScheduleLoop
@@ -58,8 +59,10 @@ class Daemon:
             "verify": self._job(verify_job),
             "usage": self._job(remote_jobs.usage_job),
         }
+        self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status)
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
-                             on_finished=lambda job: self.schedules.job_finished(job), on_prune=self._remove_job_logs)
+                             on_finished=self._job_finished, on_prune=self._remove_job_logs,
+                             on_started=self.monitor.job_started)
         self.schedules = ScheduleLoop(self.store, self.jobs, lambda: self.config.timezone, self.refresh_status)
         self.interrupted = self.jobs.recover()
         if self.interrupted:
@@ -82,7 +85,13 @@ class Daemon:
             "next_run": upcoming[1] if upcoming else None,
             "next_run_destination": upcoming[0] if upcoming else None,
             "warnings": self.warnings(),
+            "overdue": self.overdue(),
         }
+
+    def overdue(self) -> list[str]:
+        """Names of the destinations that are overdue now."""
+        return [r["name"] for r in self.store.destination_rows()
+                if self.monitor.overdue_of(Destination.from_row(r)) is not None]
 
     def warnings(self) -> list[str]:
         """Every destination's current warnings, named."""
@@ -99,6 +108,8 @@ class Daemon:
 
     def destinations_changed(self) -> None:
         self.schedules.wake.set()
+        self.monitor.wake.set()
+        self.monitor.write_metrics()
         self.refresh_status()
 
     async def before_destination_removed(self, name: str) -> None:
@@ -111,7 +122,9 @@ class Daemon:
         activity = f"{running} running, {queued} queued" if running or queued else "idle"
         upcoming = self.upcoming()
         nxt = f"; next: {upcoming[0]} at {upcoming[1]}" if upcoming else ""
-        return f"{n} destination{'s' if n != 1 else ''}; {activity}{nxt}"
+        late = self.overdue()
+        overdue = f"; overdue: {', '.join(late)}" if late else ""
+        return f"{n} destination{'s' if n != 1 else ''}; {activity}{nxt}{overdue}"
 
     # -- jobs ------------------------------------------------------------------
 
@@ -132,6 +145,10 @@ class Daemon:
             dest = self.store.destination_row(job["destination"])
             if dest is not None and dest["enabled"]:
                 self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
+
+    def _job_finished(self, job: dict[str, Any]) -> None:
+        self.schedules.job_finished(job)
+        self.monitor.job_finished(job)
 
     def job_log_path(self, job_id: int) -> Path:
         return self.config.job_logs_dir / f"{job_id}.log"
@@ -160,6 +177,8 @@ class Daemon:
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
         watchdog = asyncio.create_task(self._watchdog())
         scheduler = asyncio.create_task(self.schedules.run())
+        self.monitor.write_metrics()
+        monitor = asyncio.create_task(self.monitor.run())
         try:
             await self.stopping.wait()
         finally:
@@ -167,7 +186,9 @@ class Daemon:
             event(logging.INFO, "anemoned stopping")
             watchdog.cancel()
             scheduler.cancel()
+            monitor.cancel()
             await self.jobs.shutdown()  # running jobs stopped and recorded
+            await self.monitor.close()  # notifications already on their way
             await self.server.close()
             self.attach.close()
             self.store.close()
