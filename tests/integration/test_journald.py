@@ -11,6 +11,7 @@ import pytest
 
 from anemoned.logs import message_id
 from testbed import journald as jd
+from testbed import accounts
 from testbed.daemon import ANEMONED, DaemonProcess
 from testbed.files import write
 from testbed.sshd import SshServer
@@ -33,7 +34,7 @@ def start_under_journald(daemon: DaemonProcess, journal: jd.Journald) -> None:
     daemon.write_config()
     stream, journal_stream = journal.stream("anemoned")
     env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-    daemon.proc = subprocess.Popen(journal.wrap_command([ANEMONED, "--config", str(daemon.config_path)]),
+    daemon.proc = subprocess.Popen(journal.wrap_command([*as_unit(daemon), ANEMONED, "--config", str(daemon.config_path)]),
                                    stdout=subprocess.DEVNULL, stderr=stream.fileno(),
                                    env={**env, "JOURNAL_STREAM": journal_stream})
     stream.close()
@@ -69,3 +70,7 @@ def test_events_carry_native_fields(make_daemon, sshd: SshServer, journal: jd.Jo
     assert ours and all(r["_TRANSPORT"] == "journal" for r in ours)
     assert len(journal.records(f"MESSAGE_ID={message_id('job started')}", f"JOB={job['id']}")) == 1
     assert daemon.stop() == 0
+
+
+def as_unit(daemon: DaemonProcess) -> list[str]:
+    return accounts.setpriv_prefix(accounts.DAEMON_ACCOUNT) if daemon.as_root else []

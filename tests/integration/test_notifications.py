@@ -147,13 +147,13 @@ def test_dead_mans_switch_pings_start_and_exit_status(dest: DaemonProcess, sshd:
     assert pings[1].method == "POST" and f"job {ok['id']}" in pings[1].body.decode()
     assert "1 files" in pings[1].body.decode()
 
-    sshd.stop()
-    failed = dest.ctl_json("sync", "off site", "--wait", expect=1, timeout_s=120)
+    sshd.stop()  # (--full: with nothing changed, a sync would not need the server at all)
+    failed = dest.ctl_json("sync", "off site", "--full", "--wait", expect=1, timeout_s=120)
     pings = http.wait_for(lambda r: r.path.startswith("/ping/"), count=4)
     assert [p.path for p in pings[2:]] == [f"/ping/{SECRET}/start", f"/ping/{SECRET}/1"]
     assert f"job {failed['id']}" in pings[3].body.decode() and "unreachable" in pings[3].body.decode()
-    dest.ctl_json("sync", "off site", "--dry-run", "--wait", expect=1, timeout_s=120)  # dry runs do not ping
+    dest.ctl_json("sync", "off site", "--full", "--dry-run", "--wait", expect=1, timeout_s=120)  # dry runs do not ping
     dest.ctl_json("dest", "ping-url", "off site", "--off")
-    dest.ctl_json("sync", "off site", "--wait", expect=1, timeout_s=120)
+    dest.ctl_json("sync", "off site", "--full", "--wait", expect=1, timeout_s=120)
     assert len(http.requests) == 4
     assert SECRET not in dest.log_text() and SECRET.encode() not in files_under(dest.data_dir)

@@ -3,12 +3,15 @@ overdue shows in status, dest show, systemd's STATUS= and the metrics, is
 notified once (even across a restart) and ends with a success."""
 from __future__ import annotations
 
+import os
+
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from testbed.daemon import DaemonProcess
 from testbed.files import write
 from testbed.receivers import HttpReceiver
 from testbed.sshd import SshServer
@@ -42,11 +45,20 @@ def http():
     r.close()
 
 
+def textfile_in(daemon: DaemonProcess) -> Path:
+    """A metrics textfile in a directory the daemon's account may write (as
+    node_exporter's textfile directory would be, given to the daemon)."""
+    prom = daemon.dir / "textfile" / "anemone.prom"
+    prom.parent.mkdir()
+    os.chown(prom.parent, daemon.uid, daemon.gid)
+    daemon.config["metrics_textfile"] = str(prom)
+    return prom
+
+
 def test_overdue_is_shown_everywhere_notified_once_and_ends_with_a_success(make_daemon, sshd: SshServer,
                                                                            http: HttpReceiver, tmp_path: Path):
-    prom = tmp_path / "textfile" / "anemone.prom"
-    prom.parent.mkdir()
-    daemon = make_daemon(start=False, metrics_textfile=str(prom))
+    daemon = make_daemon(start=False)
+    prom = textfile_in(daemon)
     daemon.start(env=FAST)
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     write(daemon.users_dir / "alice/backup/a.txt", "a")
@@ -90,9 +102,9 @@ def test_overdue_is_shown_everywhere_notified_once_and_ends_with_a_success(make_
 
 
 def test_metrics_textfile_follows_jobs(make_daemon, sshd: SshServer, tmp_path: Path):
-    prom = tmp_path / "textfile" / "anemone.prom"
-    prom.parent.mkdir()
-    daemon = make_daemon(metrics_textfile=str(prom))
+    daemon = make_daemon(start=False)
+    prom = textfile_in(daemon)
+    daemon.start()
     assert prom.exists() and metrics(prom) == {}  # written at start, nothing to say yet
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     write(daemon.users_dir / "alice/backup/a.txt", "0123456789")

@@ -1,7 +1,7 @@
 import pytest
 
 from anemoned.protocol import ErrorCode
-from anemonectl import cli
+from anemonectl import cli, dest_options
 
 
 @pytest.mark.parametrize("code, exit_code", [
@@ -54,4 +54,4 @@ def test_monitoring_commands_take_no_url_on_the_command_line():
         parser.parse_args(["dest", "ping-url", "offsite", "https://hc-ping.com/uuid"])
     assert parser.parse_args(["dest", "notify", "remove", "offsite", "2"]).id == 2
     assert parser.parse_args(["dest", "ping-url", "offsite", "--off"]).off is True
-    assert cli._dest_fields(parser.parse_args(["dest", "edit", "offsite", "--max-age", "36h"])) == {"max_age": "36h"}
+    assert dest_options.fields(parser.parse_args(["dest", "edit", "offsite", "--max-age", "36h"])) == {"max_age": "36h"}
