@@ -44,7 +44,10 @@ DESTINATION_CLASSES = (rclone.UNREACHABLE, rclone.TIMEOUT, rclone.HOST_KEY_UNKNO
 NAMES_PER_RULE = 500
 
 
-def include_rules(names: Iterable[str]) -> str:
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]{}"})
+
+
+def include_rules(names: Iterable[str], mounts: dict[str, tuple[str, ...]] | None = None) -> str:
     """rclone filter rules that let the sync see only the given top-level
     directories, then exclude everything else, so that other remote
     directories are neither listed, changed nor deleted. One `{a,b,...}`
@@ -52,11 +55,15 @@ def include_rules(names: Iterable[str]) -> str:
     match per rule per file, and a {{regexp}} rule would keep rclone from
     deriving directory rules (it would then walk every remote directory).
     Only safe user names are accepted; their characters (letters, digits,
-    `.`, `_`, `-`) mean nothing special in a glob."""
+    `.`, `_`, `-`) mean nothing special in a glob. Mount points inside a
+    user's tree (user -> relative paths) are excluded first: a sync does not
+    cross into another file system."""
     ordered = sorted(set(names))
     if any(not safe_user_name(n) for n in ordered):
         raise ValueError("only safe user names can be synced")
-    lines = [f"+ /{{{','.join(ordered[i:i + NAMES_PER_RULE])}}}/**\n" for i in range(0, len(ordered), NAMES_PER_RULE)]
+    excluded = [f"- /{user}/{path.translate(_GLOB_SPECIAL)}/**\n" for user in ordered
+                for path in (mounts or {}).get(user, ())]
+    lines = excluded + [f"+ /{{{','.join(ordered[i:i + NAMES_PER_RULE])}}}/**\n" for i in range(0, len(ordered), NAMES_PER_RULE)]
     return "".join(lines) + "- **\n"
 
 
@@ -250,7 +257,7 @@ class Engine:
             for user in batch:
                 assert user.identity is not None
                 grants.append(self.attach.grant(user.identity, user.backup_dir))
-            filter_file.write_text(include_rules(synced))
+            filter_file.write_text(include_rules(synced, {u.name: u.scan.mounts for u in batch if u.scan}))
             empty_dir.mkdir(mode=0o700, exist_ok=True)
             env = {**self.dest_env,
                    **source_env(batch, [self.attach.ssh_command(g) for g in grants], reads_chunk=self.reads_chunk,

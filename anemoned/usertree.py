@@ -39,6 +39,9 @@ class TreeScan:
     bytes: int
     problem: str | None  # why the tree is not backed up, or None
     unreadable: str | None = None  # find's first complaint, if any
+    #: directories inside the tree where another file system is mounted
+    #: (relative paths): not crossed, so left out of the sync
+    mounts: tuple[str, ...] = ()
 
 
 async def scan(identity: UserIdentity, backup: Path, users_dev: int, timeout_s: float = SCAN_TIMEOUT_S) -> TreeScan:
@@ -79,6 +82,8 @@ def parse(out: bytes, err: bytes, uid: int, users_dev: int) -> TreeScan:
         return TreeScan("", 0, 0, "backup/ is empty")
     digest = hashlib.sha256()
     files = size = 0
+    mounts = tuple(sorted(r.split(b" ", 7)[7].decode("utf-8", "surrogateescape") for r in records[1:]
+                          if r.split(b" ", 3)[2] == b"d" and r.split(b" ", 7)[6] != root[6]))
     # Entries minus depth and owner (a chown alone changes nothing remote),
     # sorted so that directory order does not matter.
     for rec in sorted(r.split(b" ", 2)[2] for r in records[1:]):
@@ -89,4 +94,6 @@ def parse(out: bytes, err: bytes, uid: int, users_dev: int) -> TreeScan:
             size += int(rec.split(b" ", 2)[1])
     if complaint:
         digest.update(b"!" + complaint.encode())
-    return TreeScan(digest.hexdigest(), files, size, None, complaint)
+    if any("\n" in m or "\r" in m for m in mounts):
+        return TreeScan("", 0, 0, "a mount point inside backup/ has a line break in its name; it cannot be left out")
+    return TreeScan(digest.hexdigest(), files, size, None, complaint, mounts)

@@ -263,3 +263,22 @@ def test_trees_that_are_not_a_users_own_are_skipped(setup):
     assert users[accounts.DAEMON_ACCOUNT]["status"] == "skipped"
     assert str(impostor.pw_uid) in users[accounts.DAEMON_ACCOUNT]["warning"]
     assert not (remote / "backup/rooty").exists() and not (remote / f"backup/{accounts.DAEMON_ACCOUNT}").exists()
+
+
+def test_a_file_system_mounted_inside_a_tree_is_not_crossed(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/here.txt", "here")
+    mnt = daemon.users_dir / "alice/backup/mnt [x]"
+    mnt.mkdir()
+    daemon.own_trees()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        write(mnt / "elsewhere.txt", "another file system")
+        os.chown(mnt / "elsewhere.txt", accounts.for_tree("alice").pw_uid, 0)
+        job = daemon.ctl_json("sync", "d", "--wait")
+        assert job["stats"]["users"]["alice"]["status"] == "succeeded"
+        assert (remote / "backup/alice/here.txt").read_text() == "here"
+        assert not (remote / "backup/alice/mnt [x]/elsewhere.txt").exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

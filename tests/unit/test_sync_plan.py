@@ -60,6 +60,8 @@ def test_include_rules_name_the_users_and_end_by_excluding_the_rest():
     assert len(include_rules(f"u{i}" for i in range(1001)).splitlines()) == 3 + 1  # 500 names a rule
     with pytest.raises(ValueError):
         include_rules(["a,*"])
+    # a mount point inside a tree is left out, its name taken literally
+    assert include_rules(["a"], {"a": ("m n/x*[1]",)}) == "- /a/m n/x\\*\\[1\\]/**\n+ /{a}/**\n- **\n"
 
 
 def test_source_is_a_combine_of_one_sftp_remote_per_user_quoted_and_reading_nothing_else():
@@ -117,6 +119,7 @@ def test_tree_scan_fingerprints_paths_sizes_times_and_inodes_and_flags_problems(
     assert parse(root, b"", 1000, 77).problem == "backup/ is empty"
     assert "belongs to uid 0" in parse(root.replace(b" 1000 ", b" 0 "), b"", 1000, 77).problem
     assert "another file system" in parse(root + a, b"", 1000, 78).problem
+    assert parse(root + a + b"1 1000 d 4096 1.0 12 78 mnt\0", b"", 1000, 77).mounts == ("mnt",)
     unreadable = parse(root + a, b"find: './secret': Permission denied\n", 1000, 77)
     assert unreadable.problem is None and unreadable.fingerprint != parse(root + a, b"", 1000, 77).fingerprint
 
