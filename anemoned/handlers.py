@@ -143,7 +143,8 @@ async def key_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
     except FileNotFoundError:
         raise RpcError(ErrorCode.NOT_FOUND, "there is no SSH key yet; create one with: anemonectl key generate",
                        {"field": "key"}) from None
-    return {"public_key": key.line, "fingerprint": key.fingerprint, "path": str(certs / keys.KEY_NAME)}
+    return {"public_key": key.line, "public_key_rfc4716": keys.rfc4716(key.line), "fingerprint": key.fingerprint,
+            "path": str(certs / keys.KEY_NAME)}
 
 
 # -- destinations -------------------------------------------------------------------
@@ -172,6 +173,8 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
     warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
     view["warnings"] = [warning] if warning else []
+    if measured and measured["state"] == "failed":  # no figures are shown rather than stale or empty ones
+        view["warnings"].append(f"the last usage measurement (job {measured['id']}) failed: {measured['error']}")
     view["last_sync"] = None if last is None else {
         "job": last["id"], "at": last["finished_at"], "status": last["state"], "error": last["error"],
         "files_transferred": (last["stats"] or {}).get("files_transferred", 0),

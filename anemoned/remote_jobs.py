@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import access, restore, usage, verify
+from . import access, reach, restore, usage, verify
 from .config import Config
 from .destinations import Destination
 from .jobs import JobOutcome, JobState
@@ -26,6 +26,11 @@ async def _run(config: Config, store: Store, binary: str, job: dict[str, Any], l
     dest = Destination.from_row(row)
     log = JobLog(log_path)
     try:
+        try:
+            await reach.preflight(dest.host, dest.port)
+        except reach.Unanswered as err:
+            log.note("server did not answer; rclone was not started", error=err.error)
+            return JobOutcome(JobState.FAILED, err.error)
         env = await access.dest_env(config, binary, dest, hashcheck=hashcheck)
         ok, error, stats = await operation(dest, env, log)
     finally:
@@ -51,7 +56,10 @@ async def verify_job(config: Config, store: Store, binary: str, job: dict[str, A
 async def usage_job(config: Config, store: Store, binary: str, job: dict[str, Any], report: Report,
                     log_path: Path) -> JobOutcome:
     async def op(dest: Destination, env: dict[str, str], log: JobLog) -> tuple[bool, str | None, dict[str, Any]]:
-        measured = await usage.measure(binary, env, dest.remote_path, log.write)
+        try:
+            measured = await usage.measure(binary, env, dest.remote_path, log.write)
+        except usage.UsageError as err:
+            return False, str(err), {}
         warning = usage.free_space_warning(measured, dest.warn_free_percent)
         if warning:
             measured["warning"] = warning

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from . import access, rclone
+from . import access, rclone, reach
 from .config import Config
 from .destinations import Destination
 from .jobs import JobOutcome, JobState
@@ -66,6 +66,11 @@ async def run_sync_job(config: Config, store: Store, binary: str, job: dict[str,
     settings = settings_for(dest, job, last["stats"] if last else None, utc_now())
     log = JobLog(log_path)
     try:
+        try:  # a dead or silent server fails the job in seconds (reach.py)
+            await reach.preflight(dest.host, dest.port)
+        except reach.Unanswered as err:
+            log.note("server did not answer; rclone was not started", error=err.error)
+            return JobOutcome(JobState.FAILED, err.error)
         env = await access.dest_env(config, binary, dest, uploads=True)
         result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.tmp_dir,
                                 job_id=job["id"], settings=settings, log=log, report=report)
