@@ -36,7 +36,9 @@ class ChrootSshServer:
         self.chroot = root_owned_dir("chroot-")
         self.remote_root = owned_dir(self.chroot, "backups", self.account)
         self.host_key = self.dir / "ssh_host_ed25519_key"
-        self.authorized_keys = self.dir / "authorized_keys"  # read by sshd before it chroots
+        # sshd reads it as the user, before it chroots: not in pytest's 0700 tmp.
+        self.keys_dir = root_owned_dir("keys-")
+        self.authorized_keys = self.keys_dir / "authorized_keys"
         self.authorized_keys.touch()
         self.config = self.dir / "sshd_config"
         self.log = self.dir / "sshd.log"
@@ -117,3 +119,4 @@ Match User {self.user}
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.chroot, ignore_errors=True)
+        shutil.rmtree(self.keys_dir, ignore_errors=True)

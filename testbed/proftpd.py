@@ -73,7 +73,6 @@ class ProftpdServer:
         d = self.dir
         self.config.write_text(f"""ServerType standalone
 ServerName "anemone testbed"
-ServerIdent on "anemone testbed"
 DefaultServer on
 DefaultAddress 127.0.0.1
 SocketBindTight on
