@@ -250,6 +250,8 @@ class StatsCollector:
         self.errors: list[str] = []
         self.current_user: str | None = None
         self.refused_deletes = 0
+        self.new_files = 0  # "Copied (new)"
+        self.deleted_into_versions = 0  # "Moved into backup dir": a deletion kept in versions/
 
     def feed(self, record: dict[str, Any]) -> dict[str, Any] | None:
         """Account for one record; returns a progress dict for stats records."""
@@ -261,6 +263,10 @@ class StatsCollector:
         msg = str(record.get("msg", ""))
         if per_user is not None:
             self.current_user = user
+            if msg.startswith("Copied (new)"):
+                self.new_files += 1
+            elif msg == "Moved into backup dir":
+                self.deleted_into_versions += 1
             if msg.startswith("Copied (") or (self.dry_run and record.get("skipped") == "copy"):
                 per_user["files_transferred"] += 1
                 per_user["bytes_transferred"] += int(record.get("size") or 0)
@@ -275,6 +281,22 @@ class StatsCollector:
                 per_user["errors"] += 1
                 per_user["status"] = "failed"
         return None
+
+    def compared(self) -> int:
+        """Files compared on both sides. rclone's `checks` also counts every
+        deletion and every server-side move (an old version moved into
+        versions/), so a sync of 44 files with 3 of those said 47."""
+        s = self.final
+        return max(0, int(s.get("checks") or 0) - int(s.get("deletes") or 0) - int(s.get("serverSideMoves") or 0))
+
+    def remote_files(self) -> int:
+        """What the remote holds of the synced users afterwards (the delete
+        guard's base): the files both sides held, plus the copies that were
+        new to it. With versions, an overwritten file is first moved into
+        versions/ (a server-side move with no "Moved into backup dir" line)
+        and then copied as new: it was already counted once."""
+        overwritten = int(self.final.get("serverSideMoves") or 0) - self.deleted_into_versions
+        return max(0, self.compared() + self.new_files - max(0, overwritten))
 
     def progress(self) -> dict[str, Any]:
         s = self.final
@@ -302,7 +324,8 @@ class StatsCollector:
             "bytes_transferred": sum(u["bytes_transferred"] for u in users.values()) if self.dry_run
             else self.final.get("bytes", 0),
             "files_deleted": deleted,
-            "checks": self.final.get("checks", 0),
+            "checks": self.compared(),
+            "remote_files": self.remote_files(),
             "errors": self.final.get("errors", len(self.errors)),
             "duration_s": round(duration_s, 3),
             "users": {name: {k: v for k, v in u.items() if k != "errors"} for name, u in users.items()},

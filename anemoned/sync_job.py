@@ -36,7 +36,8 @@ def settings_for(dest: Destination, job: dict[str, Any], last_success_stats: dic
     known = remembered_remote_users(last_success_stats, dest.remote_path)
     remote_files = None
     if known is not None and last_success_stats:
-        remote_files = int(last_success_stats.get("checks", 0)) + int(last_success_stats.get("files_transferred", 0))
+        remote_files = int(last_success_stats.get("remote_files", int(last_success_stats.get("checks", 0))
+                                                   + int(last_success_stats.get("files_transferred", 0))))
     limit = None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent, remote_files)
     return SyncSettings(
         remote_path=dest.remote_path,

@@ -57,6 +57,9 @@ def test_whole_flow(served, tmp_path):
         changed = job(daemon, "sync", "flow")
         assert changed["state"] == "succeeded", changed
         assert (changed["stats"]["files_transferred"], changed["stats"]["files_deleted"]) == (3, 1)
+        # 9a: compared are the 3 files both sides held (not the deletion and the
+        # 2 moves into versions/), and the remote now holds 5
+        assert (changed["stats"]["checks"], changed["stats"]["remote_files"]) == (3, 5), changed["stats"]
         for user, backup in made.items():
             assert tree(remote / "backup" / user) == tree(backup)
         assert (remote / "versions" / changed["stats"]["versions_folder"] / "flb/x.bin").exists()
