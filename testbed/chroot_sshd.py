@@ -57,7 +57,7 @@ class ChrootSshServer:
 
     def client_path(self, path: Path) -> str:
         """`path` (on the host, inside the chroot) as the SFTP client sees it."""
-        return "/" + str(path.relative_to(self.chroot))
+        return "/" + "/".join(path.relative_to(self.chroot).parts)
 
     def write_config(self) -> None:
         self.config.write_text(f"""Port {self.port}

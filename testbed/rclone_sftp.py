@@ -65,7 +65,7 @@ class RcloneSftpServer:
 
     def client_path(self, path: Path) -> str:
         """The server shows its served directory as `/`."""
-        return "/" + str(path.relative_to(self.served))
+        return "/" + "/".join(path.relative_to(self.served).parts)
 
     def start(self) -> None:
         drop = []
