@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import json
 import logging
 
-from . import conntest, hostkeys, keys, protocol, restore, usage
+from . import conntest, hostkeys, keys, protocol, reach, restore, usage
 from . import access
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
@@ -492,6 +492,12 @@ async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
 # -- restore, verify, usage ----------------------------------------------------------
 
 async def _dest_env(daemon: "Daemon", dest: Destination) -> dict[str, str]:
+    """The rclone environment for a direct (non-job) call, once the server
+    has answered at all: a dead one fails the call in seconds (reach.py)."""
+    try:
+        await reach.preflight(dest.host, dest.port)
+    except reach.Unanswered as err:
+        raise RpcError(ErrorCode.OPERATION_FAILED, err.error, {"class": err.cls}) from None
     return await access.dest_env(daemon.config, daemon.rclone_binary, dest)
 
 

@@ -8,6 +8,9 @@ ensure_system_packages() {
     [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing+=(openssh-server)
     command -v ssh-keyscan >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    # ProFTPD with mod_sftp (in proftpd-mod-crypto), a real server the tests use
+    [ -x /usr/sbin/proftpd ] || missing+=(proftpd-core)
+    [ -e /usr/lib/proftpd/mod_sftp.so ] || missing+=(proftpd-mod-crypto)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "Missing system packages. Install them first:" >&2

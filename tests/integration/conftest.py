@@ -13,11 +13,14 @@ from testbed.chroot_sshd import ChrootSshServer
 from testbed.daemon import DaemonProcess
 from testbed.proftpd import ProftpdServer, unavailable as proftpd_unavailable
 from testbed.rclone_sftp import RcloneSftpServer
+from testbed.sshd import SshServer
 
-KINDS = ("openssh-chroot", "proftpd", "rclone-serve")
+KINDS = ("openssh", "openssh-chroot", "proftpd", "rclone-serve")
 
 
 def make_server(kind: str, workdir: Path) -> Any:
+    if kind == "openssh":
+        return SshServer(workdir)
     if kind == "openssh-chroot":
         if os.getuid() != 0:
             pytest.skip("an sshd ChrootDirectory needs root")
