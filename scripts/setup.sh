@@ -20,6 +20,11 @@ ensure_system_packages() {
     echo "Installing ${missing[*]} with apt-get" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" proftpd-core "* ]]; then
+        # The tests run their own ProFTPD on a loopback port; the packaged
+        # service (FTP on port 21, every interface) is not wanted.
+        { systemctl disable --now proftpd || service proftpd stop; } >/dev/null 2>&1 || true
+    fi
 }
 
 ensure_venv() {
