@@ -49,7 +49,8 @@ def status(s: dict[str, Any]) -> str:
 
 def key(k: dict[str, Any]) -> str:
     return f"{k['public_key']}\nfingerprint: {k['fingerprint']}\n" \
-           f"Add the line above to ~/.ssh/authorized_keys of the backup user on each SFTP server."
+           f"Add the line above to ~/.ssh/authorized_keys of the backup user on each SFTP server " \
+           f"(ProFTPD wants it as `anemonectl key show --format rfc4716`)."
 
 
 def key_rfc4716(k: dict[str, Any]) -> str:
