@@ -73,8 +73,18 @@ async def run_sync_job(config: Config, store: Store, binary: str, job: dict[str,
             log.note("server did not answer; rclone was not started", error=err.error)
             return JobOutcome(JobState.FAILED, err.error)
         env = await access.dest_env(config, binary, dest, uploads=True)
-        result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.tmp_dir,
-                                job_id=job["id"], settings=settings, log=log, report=report)
+        watchdog = reach.Watchdog(dest.host, dest.port)  # a server that dies mid-job: reach.py
+
+        def progress(p: dict[str, Any]) -> None:
+            watchdog.observe(p)
+            report(p)
+        try:
+            result = await watchdog.run(run_sync(binary=binary, dest_env=env, users_dir=config.users_dir,
+                                                 work_dir=config.tmp_dir, job_id=job["id"], settings=settings,
+                                                 log=log, report=progress))
+        except reach.Unanswered as err:
+            log.note("server stopped answering; rclone was stopped", error=err.error)
+            return JobOutcome(JobState.FAILED, err.error)
         if result.ok and not settings.dry_run and dest.keep_versions_days > 0:
             await prune_versions(binary, env, store, dest, log)
     finally:

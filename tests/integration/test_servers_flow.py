@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from _servers import add, conn_test, job
-from testbed.files import tree, write
+from testbed.files import sparse, tree, write
 
 
 def users(daemon, prefix: str) -> dict[str, Path]:
@@ -144,3 +144,23 @@ def test_remote_path_owned_by_root(served):
         assert list(remote.iterdir()) == []
     finally:
         remove_users(made)
+
+
+def test_server_frozen_in_the_middle_of_a_sync_fails_it_as_timeout(served):
+    daemon, server = served
+    if server.kind != "openssh":
+        pytest.skip("one server kind is enough for the watchdog (each run waits out a stall)")
+    add(daemon, server, "midway", server.remote_dir("midway"))
+    sparse(daemon.users_dir / "mida/backup/big.img", 3 * 1024 ** 3)
+    try:
+        job_id = int(daemon.ctl("sync", "midway").stdout)
+        daemon.wait_for_progress(job_id)
+        server.freeze()
+        try:
+            failed = daemon.ctl_json("job", "wait", str(job_id), expect=1, timeout_s=300)
+        finally:
+            server.thaw()
+        assert failed["state"] == "failed", failed
+        assert failed["error"].startswith("timeout: the server stopped answering during the job"), failed
+    finally:
+        remove_users({"mida": daemon.users_dir / "mida/backup"})
