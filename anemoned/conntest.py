@@ -1,8 +1,12 @@
 """`dest test`: can we reach, trust, log in to and write to a destination?
 
-Three short rclone runs (stat the remote path, touch a probe file, delete
-it), all within TEST_TIMEOUT_S. The outcome is one failure class with the
-troubleshooting hints an operator needs for exactly that class.
+First the server must identify itself (reach.preflight), then three short
+rclone runs (stat the remote path, touch a probe file, delete it), all
+within TEST_TIMEOUT_S. The outcome is one failure class with the
+troubleshooting hints an operator needs for exactly that class; a failure
+no pattern recognises is class `unknown` with rclone's own words, never a
+guess. A path problem also looks at the top of the account's view, to
+tell a chroot or sftp-only account apart (Confinement).
 """
 from __future__ import annotations
 

@@ -49,6 +49,8 @@ async def preflight(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S
         raise Unanswered(rclone.TIMEOUT, f"{where} did not accept a connection within {timeout_s:.0f} s") from None
     except socket.gaierror as err:
         raise Unanswered(rclone.UNREACHABLE, f"{host} cannot be resolved: {err.strerror}") from None
+    except ConnectionRefusedError:
+        raise Unanswered(rclone.UNREACHABLE, f"cannot connect to {where}: connection refused") from None
     except OSError as err:
         raise Unanswered(rclone.UNREACHABLE, f"cannot connect to {where}: {err.strerror or err}") from None
     try:

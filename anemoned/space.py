@@ -25,12 +25,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import asyncssh
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .rclone import DEST_REMOTE
 
 # asyncssh logs every connection at INFO; the daemon's own lines say enough.
+# (It is imported only when first needed: it adds to the daemon's start-up.)
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 STATVFS_TIMEOUT_S = 20.0
@@ -82,13 +82,15 @@ def connect_options(env: dict[str, str]) -> dict[str, Any]:
 async def statvfs(env: dict[str, str], path: str) -> Space | None:
     """The space the login user has where `path` lives, or None when the
     server does not say (no statvfs extension) or cannot be asked."""
+    import asyncssh
+
     try:
-        return await asyncio.wait_for(_statvfs(env, path), STATVFS_TIMEOUT_S)
+        return await asyncio.wait_for(_statvfs(asyncssh, env, path), STATVFS_TIMEOUT_S)
     except (asyncio.TimeoutError, OSError, asyncssh.Error, ValueError):
         return None
 
 
-async def _statvfs(env: dict[str, str], path: str) -> Space:
+async def _statvfs(asyncssh: Any, env: dict[str, str], path: str) -> Space:
     async with asyncssh.connect(**connect_options(env)) as conn:
         async with conn.start_sftp_client() as sftp:
             vfs = await sftp.statvfs(path)
