@@ -16,7 +16,7 @@ from typing import Any, Callable
 from anemoned import protocol
 from anemoned.protocol import ErrorCode, RpcError
 
-from . import render
+from . import monitor_cmds, render
 from .client import Client, DaemonUnreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -78,7 +78,8 @@ def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
         "key_file": args.key_file, "remote_path": args.remote_path,
         "host_key_fingerprint": args.host_key_fingerprint, "max_delete": args.max_delete,
         "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
-        "warn_free_percent": args.warn_free_percent,
+        "warn_free_percent": args.warn_free_percent, "stall_timeout": args.stall_timeout,
+        "full_sync_every": args.full_sync_every, "max_age": args.max_age,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True
@@ -198,7 +199,7 @@ def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool,
 
 def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
     params = {"destination": args.name, "dry_run": args.dry_run, "allow_deletes": args.allow_deletes,
-              "allow_empty": args.allow_empty}
+              "allow_empty": args.allow_empty, "full": args.full}
     return _run_job(ctl, "sync", params, args.wait)
 
 
@@ -221,6 +222,8 @@ def cmd_verify(ctl: Ctl, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"destination": args.name}
     if args.user:
         params["user"] = args.user
+    if args.download:
+        params["download"] = True
     return _run_job(ctl, "verify", params, args.wait)
 
 
@@ -229,8 +232,7 @@ def cmd_dest_usage(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_dest_versions(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120),
-             lambda vs: "\n".join(vs) if vs else "No versions kept.")
+    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120), render.versions)
     return EXIT_OK
 
 
@@ -284,6 +286,10 @@ def _add_dest_options(p: argparse.ArgumentParser, adding: bool) -> None:
                    help="keep deleted and overwritten files D days in versions/ (default 30, 0: off)")
     p.add_argument("--warn-free-percent", type=int, metavar="P",
                    help="warn when the server has less than P%% free (default 10)")
+    p.add_argument("--stall-timeout", type=int, metavar="SECONDS",
+                   help="stop a user's transfer after this long without progress (default 300)")
+    p.add_argument("--full-sync-every", type=int, metavar="DAYS",
+                   help="sync unchanged users too every DAYS days (default 7, 0: every sync)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,9 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--allow-deletes", action="store_true", help="lift the delete guard (max_delete) for this sync")
     sync.add_argument("--allow-empty", action="append", default=[], metavar="USER",
                       help="USER's backup/ really is empty or gone: mirror that too (repeatable)")
+    sync.add_argument("--full", action="store_true",
+                      help="sync every user, also those whose tree did not change since their last sync")
 
     command(dest, "versions", cmd_dest_versions, "list the versions folders kept on the server").add_argument("name")
     command(dest, "usage", cmd_dest_usage, "bytes and files stored, versions, free space").add_argument("name")
+    monitor_cmds.add_commands(dest, command)
 
     rest = command(sub, "restore", cmd_restore, "get a user's files back from a destination")
     rest.add_argument("name")
@@ -361,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver = command(sub, "verify", cmd_verify, "compare the server's copy with the local files by content")
     ver.add_argument("name")
     ver.add_argument("--user")
+    ver.add_argument("--download", action="store_true",
+                     help="compare by downloading the server's files, not by the hashes the server computes")
     ver.add_argument("--wait", action="store_true", help="show progress and exit with the job's outcome")
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="job_command", required=True, metavar="ACTION")
