@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any, Awaitable, TypeVar
 
 from . import rclone
-
-T = TypeVar("T")
 
 PREFLIGHT_TIMEOUT_S = 10.0
 _IDENT = b"SSH-2.0-anemoned-preflight\r\n"
@@ -78,60 +75,3 @@ async def preflight(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S
         except OSError:
             pass
 
-
-#: A job whose progress has not moved for this long has its server checked.
-STALL_S = 20.0
-
-
-class Watchdog:
-    """Fails a running job when its server stops answering.
-
-    rclone notices a server that goes silent in the middle of a job only
-    after its idle --timeout (60 s), then reconnects and waits as long again
-    for each handshake it retries: minutes. The watchdog watches the job's
-    progress reports; when nothing has moved for STALL_S it runs the
-    preflight check, and when the server refuses or does not identify
-    itself within PREFLIGHT_TIMEOUT_S it cancels the job (rclone's process
-    group is stopped by rclone.run) and raises Unanswered. A stall on a
-    server that still answers (a long server-side operation) goes on, and
-    so does one where the check's connection is merely closed (sshd's
-    MaxStartups drops new connections from a busy server): that is no
-    proof of death.
-    """
-
-    def __init__(self, host: str, port: int, stall_s: float = STALL_S) -> None:
-        self.host, self.port, self.stall_s = host, port, stall_s
-        self._last: Any = None
-        self._moved = asyncio.get_running_loop().time()
-
-    def observe(self, progress: dict[str, Any]) -> None:
-        """Feed every progress report here."""
-        mark = (progress.get("bytes"), progress.get("checks"), progress.get("files"))
-        if mark != self._last:
-            self._last = mark
-            self._moved = asyncio.get_running_loop().time()
-
-    async def run(self, coro: Awaitable[T]) -> T:
-        """coro's result; raises Unanswered when the server died under it."""
-        loop = asyncio.get_running_loop()
-        self._moved = loop.time()
-        task = asyncio.ensure_future(coro)
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=min(5.0, self.stall_s))
-                if done:
-                    return task.result()
-                if loop.time() - self._moved < self.stall_s:
-                    continue
-                try:
-                    await preflight(self.host, self.port)
-                except Unanswered as err:
-                    if err.cls == rclone.TIMEOUT or "cannot connect" in str(err):
-                        task.cancel()
-                        await asyncio.gather(task, return_exceptions=True)
-                        raise Unanswered(err.cls, f"the server stopped answering during the job: {err}") from None
-                self._moved = loop.time()  # it answers: give the job another stall period
-        finally:
-            if not task.done():  # the job itself was cancelled
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)

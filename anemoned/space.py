@@ -66,6 +66,8 @@ def connect_options(env: dict[str, str]) -> dict[str, Any]:
         "host": _option(env, "host"), "port": int(_option(env, "port") or 22), "username": _option(env, "user"),
         "known_hosts": _option(env, "known_hosts_file"), "agent_path": None, "config": None,
         "client_keys": [], "password": None, "connect_timeout": STATVFS_TIMEOUT_S,
+        # nothing from ~/.ssh either (X.509 trust roots are looked up there)
+        "x509_trusted_certs": None, "x509_trusted_cert_paths": None,
     }
     algorithms_ = _option(env, "host_key_algorithms")
     if algorithms_:
@@ -86,7 +88,8 @@ async def statvfs(env: dict[str, str], path: str) -> Space | None:
 
     try:
         return await asyncio.wait_for(_statvfs(asyncssh, env, path), STATVFS_TIMEOUT_S)
-    except (asyncio.TimeoutError, OSError, asyncssh.Error, ValueError):
+    except (asyncio.TimeoutError, OSError, asyncssh.Error, ValueError) as err:
+        logging.getLogger(__name__).debug("statvfs@openssh.com not answered: %r", err)
         return None
 
 

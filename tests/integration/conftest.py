@@ -57,3 +57,4 @@ def served(real_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         real_server.authorize(daemon.ctl_json("key", "show")["public_key"])
     yield daemon, real_server
     daemon.stop()
+    daemon.cleanup()

@@ -26,6 +26,7 @@ def chrooted(tmp_path_factory) -> Iterator[tuple[DaemonProcess, ChrootSshServer]
     write(daemon.users_dir / "alice/backup/a.txt", "a")
     yield daemon, server
     daemon.stop()
+    daemon.cleanup()
     server.cleanup()
 
 
