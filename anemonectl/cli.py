@@ -66,7 +66,7 @@ def cmd_key_generate(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_key_show(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("key.show"), render.key)
+    ctl.emit(ctl.call("key.show"), render.key_rfc4716 if args.format == "rfc4716" else render.key)
     return EXIT_OK
 
 
@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = sub.add_parser("key", help="the daemon's SSH key").add_subparsers(dest="key_command", required=True, metavar="ACTION")
     command(key, "generate", cmd_key_generate, "create the Ed25519 key pair").add_argument("--force", action="store_true", help="replace an existing key (the old pair is kept as rclone_key.old)")
-    command(key, "show", cmd_key_show, "print the public key and its fingerprint")
+    command(key, "show", cmd_key_show, "print the public key and its fingerprint").add_argument(
+        "--format", choices=("openssh", "rfc4716"), default="openssh",
+        help="openssh: one authorized_keys line (default); rfc4716: the block ProFTPD's SFTPAuthorizedUserKeys reads")
 
     dest = sub.add_parser("dest", help="SFTP destinations").add_subparsers(dest="dest_command", required=True, metavar="ACTION")
     dest_options.add(command(dest, "add", cmd_dest_add, "add a destination"), adding=True)

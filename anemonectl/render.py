@@ -49,7 +49,13 @@ def status(s: dict[str, Any]) -> str:
 
 def key(k: dict[str, Any]) -> str:
     return f"{k['public_key']}\nfingerprint: {k['fingerprint']}\n" \
-           f"Add the line above to ~/.ssh/authorized_keys of the backup user on each SFTP server."
+           f"Add the line above to ~/.ssh/authorized_keys of the backup user on each SFTP server " \
+           f"(ProFTPD wants it as `anemonectl key show --format rfc4716`)."
+
+
+def key_rfc4716(k: dict[str, Any]) -> str:
+    """Only the key block, so that `key show --format rfc4716 > FILE` is the file."""
+    return k["public_key_rfc4716"].rstrip("\n")
 
 
 def schedule(s: dict[str, Any] | None) -> str:
@@ -223,7 +229,7 @@ def usage(j: dict[str, Any]) -> str:
              f"backup/:   {u['backup_files']} files, {size(u['backup_bytes'])}",
              f"versions/: {u['versions_files']} files, {size(u['versions_bytes'])}"]
     if u.get("free_bytes") is not None:
-        lines.append(f"free:      {size(u['free_bytes'])} of {size(u['total_bytes'])}")
+        lines.append(f"free:      {size(u['free_bytes'])} of {size(u['total_bytes'])} available to the login user")
     else:
         lines.append("free:      the server does not report it")
     if u.get("warning"):

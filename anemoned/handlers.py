@@ -13,7 +13,7 @@ import json
 import os
 import logging
 
-from . import conntest, hostkeys, keys, protocol, restore, usage
+from . import conntest, hostkeys, keys, protocol, reach, restore, usage
 from . import access
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
@@ -146,7 +146,8 @@ async def key_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
     except FileNotFoundError:
         raise RpcError(ErrorCode.NOT_FOUND, "there is no SSH key yet; create one with: anemonectl key generate",
                        {"field": "key"}) from None
-    return {"public_key": key.line, "fingerprint": key.fingerprint, "path": str(certs / keys.KEY_NAME)}
+    return {"public_key": key.line, "public_key_rfc4716": keys.rfc4716(key.line), "fingerprint": key.fingerprint,
+            "path": str(certs / keys.KEY_NAME)}
 
 
 # -- destinations -------------------------------------------------------------------
@@ -176,6 +177,8 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
     monitoring = daemon.monitor.view(dest)
     view["warnings"] = [w for w in (warning, monitoring.pop("overdue_warning")) if w]
+    if measured and measured["state"] == "failed":  # no figures are shown rather than stale or empty ones
+        view["warnings"].append(f"the last usage measurement (job {measured['id']}) failed: {measured['error']}")
     view.update(monitoring)
     view["last_sync"] = None if last is None else {
         "job": last["id"], "at": last["finished_at"], "status": last["state"], "error": last["error"],
@@ -498,6 +501,12 @@ async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
 # -- restore, verify, usage ----------------------------------------------------------
 
 async def _dest_env(daemon: "Daemon", dest: Destination) -> dict[str, str]:
+    """The rclone environment for a direct (non-job) call, once the server
+    has answered at all: a dead one fails the call in seconds (reach.py)."""
+    try:
+        await reach.preflight(dest.host, dest.port)
+    except reach.Unanswered as err:
+        raise RpcError(ErrorCode.OPERATION_FAILED, err.error, {"class": err.cls}) from None
     return await access.dest_env(daemon.config, daemon.rclone_binary, dest)
 
 

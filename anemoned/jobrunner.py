@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import access
+from . import access, reach
 from .attach import AttachServer
 from .config import Config
 from .destinations import Destination
@@ -55,6 +55,11 @@ async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOu
     dest = Destination.from_row(row)
     log = JobLog(ctx.log_path)
     try:
+        try:  # a dead or silent server fails the job in seconds, before any rclone (reach.py)
+            await reach.preflight(dest.host, dest.port)
+        except reach.Unanswered as err:
+            log.note("server did not answer; rclone was not started", error=err.error)
+            return JobOutcome(JobState.FAILED, err.error)
         try:
             env = await access.dest_env(ctx.config, ctx.binary, dest, hashcheck=hashcheck, uploads=uploads)
         except RpcError as err:

@@ -59,6 +59,22 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
+def rfc4716(line: str) -> str:
+    """A public key line ("type base64 [comment]") in RFC 4716 form, as
+    `ssh-keygen -e` prints it: what ProFTPD's SFTPAuthorizedUserKeys reads.
+    Lines are at most 72 characters (RFC 4716 3.3); the comment, if any,
+    is quoted with its own quotes and backslashes escaped."""
+    parts = line.split(None, 2)
+    blob = base64.b64encode(base64.b64decode(parts[1], validate=True)).decode()
+    out = ["---- BEGIN SSH2 PUBLIC KEY ----"]
+    if len(parts) == 3 and parts[2].strip():
+        comment = parts[2].strip().replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'Comment: "{comment[:60]}"')
+    out += [blob[i:i + 70] for i in range(0, len(blob), 70)]
+    out.append("---- END SSH2 PUBLIC KEY ----")
+    return "\n".join(out) + "\n"
+
+
 def generate_key(certs: Path, force: bool) -> PublicKey:
     """Create the key pair; raises FileExistsError when one exists and not force."""
     private, public = certs / KEY_NAME, certs / f"{KEY_NAME}.pub"

@@ -132,11 +132,21 @@ def base_env(data_dir: Path) -> dict[str, str]:
 
 def global_args(log_level: str = "INFO") -> list[str]:
     """Flags every rclone run gets: no config file, JSON logs we can parse,
-    bounded connection waits."""
+    bounded connection waits.
+
+    Low-level retries: rclone's default of 10 makes a refused connection
+    take 11 s per command (its pacer sleeps between attempts), and a server
+    that accepts TCP but never answers (--timeout, which also bounds the SSH
+    handshake) 10 minutes; 3 keeps a flaky moment survivable and a dead
+    server quick (0.4 s refused). A job first checks that the server
+    answers at all (reach.preflight), so a silent server fails in seconds
+    without shortening --timeout, which a long server-side operation (an
+    md5sum of a large file during verify) needs.
+    """
     return [
         "--config", "",
         "--use-json-log", "--log-level", log_level,
-        "--contimeout", "10s", "--timeout", "60s",
+        "--contimeout", "10s", "--timeout", "60s", "--low-level-retries", "3",
         "--ask-password=false",
     ]
 
@@ -158,17 +168,31 @@ TIMEOUT = "timeout"
 HOST_KEY_UNKNOWN = "host key unknown"
 HOST_KEY_MISMATCH = "host key mismatch"
 AUTH_FAILED = "authentication failed"
+#: The server accepted the login, then closed the session before SFTP
+#: started: what OpenSSH does when a ChrootDirectory is not root-owned (or
+#: is writable by others), and when the account may not run the SFTP
+#: subsystem. Not a network problem: the network worked.
+SESSION_REFUSED = "session refused"
 PATH_MISSING = "remote path missing"
 PATH_NOT_WRITABLE = "remote path not writable"
 DISK_FULL = "remote disk full"
+#: What `dest test` says when none of the patterns matches: the raw
+#: message is shown as it is, never guessed into another class.
+UNKNOWN = "unknown"
 
+#: Ordered: the first class whose needle appears wins. Needles are exact
+#: fragments of rclone's (Go's ssh and sftp packages') messages; a
+#: fragment that could mean several things (Go's bare "EOF", a generic
+#: "couldn't connect SSH:" prefix) is deliberately not here.
 _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
     (HOST_KEY_MISMATCH, ("knownhosts: key mismatch",)),
     (HOST_KEY_UNKNOWN, ("knownhosts: key is unknown",)),
     (AUTH_FAILED, ("unable to authenticate", "no supported methods remain")),
+    (SESSION_REFUSED, ("couldn't initialise sftp", "unexpected packet in response to channel open",
+                       "subsystem request failed", "administratively prohibited")),
     (TIMEOUT, ("i/o timeout", "timed out", "deadline exceeded")),
     (UNREACHABLE, ("connection refused", "no route to host", "network is unreachable", "no such host",
-                   "connection reset", "handshake failed: eof", "couldn't connect ssh")),
+                   "connection reset", "handshake failed: eof")),
     (DISK_FULL, ("no space left", "quota exceeded", "disk full")),
     (PATH_NOT_WRITABLE, ("permission denied",)),
     (PATH_MISSING, ("directory not found", "object not found", "file does not exist", "no such file")),
@@ -176,7 +200,8 @@ _PATTERNS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def classify(messages: list[str]) -> str | None:
-    """The failure class that rclone's error messages point to, or None.
+    """The failure class that rclone's error messages point to, or None
+    when none is recognised (the caller then says so, never guesses).
     The first pattern in _PATTERNS order wins: a host key problem explains
     everything after it."""
     text = "\n".join(messages).lower()

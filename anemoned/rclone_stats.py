@@ -83,6 +83,13 @@ class StatsCollector:
         names = [t.get("name") for t in self.final.get("transferring") or [] if isinstance(t, dict)]
         return {u for u in map(user_of, names) if u in self.users}
 
+    def compared(self) -> int:
+        """Files compared on both sides. rclone's `checks` also counts every
+        deletion and every server-side move (an old version moved into
+        versions/), so a sync of 44 files with 3 of those said 47 checked."""
+        s = self.final
+        return max(0, int(s.get("checks") or 0) - int(s.get("deletes") or 0) - int(s.get("serverSideMoves") or 0))
+
     def progress(self) -> dict[str, Any]:
         s = self.final
         current = next(iter(sorted(self.transferring_users())), None)

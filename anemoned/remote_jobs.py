@@ -14,7 +14,10 @@ async def usage_job(ctx: JobContext) -> JobOutcome:
 
 
 async def _usage(run: JobRun) -> JobOutcome:
-    measured = await usage.measure(run.ctx.binary, run.env, run.dest.remote_path, run.log.write)
+    try:
+        measured = await usage.measure(run.ctx.binary, run.env, run.dest.remote_path, run.log.write)
+    except usage.UsageError as err:
+        return JobOutcome(JobState.FAILED, str(err))
     warning = usage.free_space_warning(measured, run.dest.warn_free_percent)
     if warning:
         measured["warning"] = warning

@@ -38,7 +38,8 @@ from .users import LocalUser, SyncPlan, safe_user_name
 
 #: Failure classes that are the destination's, not one user's.
 DESTINATION_CLASSES = (rclone.UNREACHABLE, rclone.TIMEOUT, rclone.HOST_KEY_UNKNOWN, rclone.HOST_KEY_MISMATCH,
-                       rclone.AUTH_FAILED, rclone.DISK_FULL, rclone.PATH_NOT_WRITABLE, rclone.PATH_MISSING)
+                       rclone.AUTH_FAILED, rclone.SESSION_REFUSED, rclone.DISK_FULL, rclone.PATH_NOT_WRITABLE,
+                       rclone.PATH_MISSING)
 #: Names per include rule: rclone reads filter files line by line with a
 #: 64 KiB line limit; 500 names of at most 32 characters stay well below it.
 NAMES_PER_RULE = 500
@@ -182,7 +183,7 @@ class Engine:
             batch = queue.pop(0)
             run = await self._run_batch(batch, extra, budget)
             names = [u.name for u in batch] + sorted(extra)
-            result.checks += int(run.collector.final.get("checks") or 0)
+            result.checks += run.collector.compared()
             for name, counts in run.collector.users.items():
                 for key in ("files_transferred", "bytes_transferred", "files_deleted"):
                     users[name][key] += counts[key]

@@ -8,6 +8,9 @@ ensure_system_packages() {
     [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing+=(openssh-server)
     command -v ssh-keyscan >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    # ProFTPD with mod_sftp (in proftpd-mod-crypto), a real server the tests use
+    [ -x /usr/sbin/proftpd ] || missing+=(proftpd-core)
+    [ -e /usr/lib/proftpd/mod_sftp.so ] || missing+=(proftpd-mod-crypto)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "Missing system packages. Install them first:" >&2
@@ -17,6 +20,11 @@ ensure_system_packages() {
     echo "Installing ${missing[*]} with apt-get" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" proftpd-core "* ]]; then
+        # The tests run their own ProFTPD on a loopback port; the packaged
+        # service (FTP on port 21, every interface) is not wanted.
+        { systemctl disable --now proftpd || service proftpd stop; } >/dev/null 2>&1 || true
+    fi
 }
 
 ensure_venv() {

@@ -173,6 +173,26 @@ MaxAuthTries 20
         path.chmod(0o755 if writable else 0o555)
         return path
 
+    @property
+    def account(self) -> pwd.struct_passwd:
+        return pwd.getpwnam(self.user)
+
+    def client_path(self, path: Path) -> str:
+        """No chroot: the client sees the host's paths."""
+        return str(path)
+
+    def freeze(self) -> None:
+        """The server stops answering (SIGSTOP); the kernel still accepts
+        connections."""
+        assert self.proc is not None
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            os.kill(pid, signal.SIGCONT)
+
     def restart(self) -> None:
         self.stop()
         self.start()
