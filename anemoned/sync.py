@@ -28,9 +28,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
-from . import rclone
+from . import rclone, reach
 from .attach import AttachServer, Grant
 from .joblog import JobLog
 from .rclone_stats import StatsCollector, new_user_stats
@@ -155,6 +155,14 @@ class _Run:
     collector: StatsCollector
     returncode: int
     stalled: bool
+    #: the server stopped answering mid-run ("class: message"), if it did
+    silent_server: str | None = None
+
+
+#: After this long without progress, ask whether the server still answers
+#: (a frozen server or link fails the job as `timeout` within about a
+#: minute, long before a user's stall_timeout).
+PROBE_AFTER_S = 20.0
 
 
 @dataclass
@@ -168,6 +176,8 @@ class Engine:
     log: JobLog
     report: Callable[[dict[str, Any]], None]
     reads_chunk: str | None = None
+    #: does the server still answer? (reach.preflight, bound to its address)
+    probe: Callable[[], Awaitable[str]] | None = None
     runs: int = field(default=0, init=False)
 
     async def run(self, plan: SyncPlan) -> SyncResult:
@@ -194,6 +204,11 @@ class Engine:
                     users[name]["status"] = "succeeded"
                 extra = set()  # mirrored
                 continue
+            if run.silent_server is not None:
+                cls = run.silent_server.split(":", 1)[0]
+                self._fail(users, names + [u.name for b in queue for u in b], run.silent_server)
+                result.error, result.failure_class = run.silent_server, cls
+                break
             if run.collector.refused_deletes:
                 result.refused_deletes = run.collector.refused_deletes
                 self._fail(users, names + [u.name for b in queue for u in b], "the delete guard stopped the sync")
@@ -275,7 +290,10 @@ class Engine:
                     self.report(progress)
 
             task = asyncio.ensure_future(rclone.run(self.binary, args, env, on_record=on_record, keep_records=False))
-            stalled = await self._watch(task, collector)
+            stalled, silent = await self._watch(task, collector)
+            if silent is not None:
+                self.log.note("stopped: the server stopped answering", error=silent)
+                return _Run(collector, -1, False, silent)
             if stalled:
                 self.log.note("stopped: no progress", stall_timeout_s=self.settings.stall_timeout_s,
                               users=",".join(sorted(collector.transferring_users())))
@@ -290,24 +308,36 @@ class Engine:
             except OSError:
                 pass
 
-    async def _watch(self, task: "asyncio.Future[rclone.RcloneResult]", collector: StatsCollector) -> bool:
-        """Wait for the run; stop it and return True if it stalls."""
+    async def _watch(self, task: "asyncio.Future[rclone.RcloneResult]",
+                     collector: StatsCollector) -> tuple[bool, str | None]:
+        """Wait for the run; stop it when it stalls (True) or when the
+        server no longer answers (its failure, "class: message")."""
+        probed_at = 0.0
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=1.0)
                 if done:
-                    return False
-                if time.monotonic() - collector.last_activity > self.settings.stall_timeout_s:
-                    task.cancel()
+                    return False, None
+                now = time.monotonic()
+                quiet = now - collector.last_activity
+                if quiet > self.settings.stall_timeout_s:
+                    await _stop(task)
+                    return True, None
+                if self.probe is not None and quiet > PROBE_AFTER_S and now - probed_at > PROBE_AFTER_S:
+                    probed_at = now
                     try:
-                        await task
-                    except asyncio.CancelledError:
-                        pass
-                    return True
+                        await self.probe()
+                    except reach.Unanswered as err:
+                        await _stop(task)
+                        return False, err.error
         except asyncio.CancelledError:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await _stop(task)
             raise
+
+
+async def _stop(task: "asyncio.Future[Any]") -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

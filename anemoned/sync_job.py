@@ -21,7 +21,7 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import rclone, usage
+from . import rclone, reach, usage
 from .destinations import Destination
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
@@ -94,7 +94,7 @@ async def _sync(run: JobRun) -> JobOutcome:
         log.note(warning)
     log.note("plan", changed=len(plan.included), unchanged=len(plan.unchanged), skipped=len(plan.skipped))
     engine = Engine(ctx.binary, run.env, ctx.attach, config.tmp_dir, job["id"], settings, log, ctx.report,
-                    reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK)
+                    reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port))
     result = await engine.run(plan) if plan.synced else SyncResult(True, None, {})
     stats = job_stats(plan, result, asyncio.get_running_loop().time() - started, settings)
     if not settings.dry_run:

@@ -7,6 +7,7 @@ import os
 import pwd
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,20 @@ def test_emptied_tree_is_kept_unless_the_operator_says_so(env):
     job = sync(daemon, "d", "--allow-empty", "bob")
     assert job["state"] == "succeeded" and job["stats"]["users"]["bob"]["files_deleted"] == 2
     assert list((remote / "backup/bob").rglob("*.txt")) == []
+
+
+def test_a_server_that_freezes_mid_sync_fails_the_job_as_timeout_within_a_minute(env, sshd):
+    daemon, remote = env()
+    sparse(daemon.users_dir / "alice/backup/big.img", 4 * GIB)
+    job = daemon.ctl_json("sync", "d")
+    daemon.wait_for_progress(job["id"])
+    sshd.freeze()  # the server (and the link to it) says nothing more
+    try:
+        started = time.monotonic()
+        done = daemon.ctl_json("job", "wait", str(job["id"]), expect=1, timeout_s=120)
+        took = time.monotonic() - started
+    finally:
+        sshd.thaw()
+    assert done["state"] == "failed" and done["error"].startswith("timeout:"), done
+    assert took < 60, took  # the contract of this fault, not a speed claim
+    assert done["stats"]["users"]["alice"]["status"] == "failed"
