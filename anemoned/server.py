@@ -159,7 +159,7 @@ class RpcServer:
             event(logging.ERROR, "connection handler crashed", error=repr(exc))
         finally:
             self.connections.discard(task)
-            writer.transport.abort()
+            await _close(writer)
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(data)
@@ -207,3 +207,16 @@ class RpcServer:
             reply = protocol.encode_error(request.id, RpcError(ErrorCode.INTERNAL_ERROR, f"internal error in {request.method}; see the daemon log"))
         if not request.is_notification:
             await self._send(writer, reply)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close after what was written has left (an answer written just before,
+    such as a refusal, must reach the client); a client that does not read
+    is cut off after WRITE_TIMEOUT_S."""
+    try:
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT_S)
+    except (OSError, asyncio.TimeoutError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.transport.abort()
