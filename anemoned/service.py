@@ -196,7 +196,8 @@ class Daemon:
         self.config = new
         set_level(new.log_level)
         self.jobs.set_max_concurrent(new.max_concurrent_syncs)
-        self.schedules.wake.set()  # the zone may have changed
+        self.schedules.forget_zone()  # the zone may have changed
+        self.schedules.wake.set()
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 
