@@ -96,6 +96,25 @@ def _under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
+def _check_file(path: Path, st: os.stat_result, real: str, certs: Path, uid: int) -> None:
+    """read_key_file's rules for a file with stat st whose real path is real."""
+    if stat.S_ISLNK(st.st_mode):
+        raise KeyFileError(f"{path} is a symbolic link; give the key file itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path} is not a regular file")
+    if st.st_size > KEY_FILE_MAX_BYTES:
+        raise KeyFileError(f"{path} is {st.st_size} bytes: too large for a private key "
+                           f"(at most {KEY_FILE_MAX_BYTES // 1024} KiB)")
+    if _under(real, os.path.realpath(certs)):
+        return
+    if st.st_uid != uid:
+        raise KeyFileError(f"{path} is owned by uid {st.st_uid}, not by the daemon's user (uid {uid}); "
+                           f"a key file must be in {certs}/ or owned by the daemon's user with mode 0600")
+    if st.st_mode & 0o077:
+        raise KeyFileError(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; a key file outside {certs}/ "
+                           "must have mode 0600 (chmod 600 it)")
+
+
 def read_key_file(path: Path, certs: Path, uid: int | None = None) -> bytes:
     """The contents of a private key file the daemon may use; raises
     KeyFileError saying why not.
@@ -121,10 +140,10 @@ def read_key_file(path: Path, certs: Path, uid: int | None = None) -> bytes:
         raise KeyFileError(f"{path} does not exist (create one with `anemonectl key generate`)") from None
     except OSError as exc:
         raise KeyFileError(f"{path} cannot be read: {exc.strerror}") from None
-    if stat.S_ISLNK(before.st_mode):
-        raise KeyFileError(f"{path} is a symbolic link; give the key file itself")
-    if not stat.S_ISREG(before.st_mode):
-        raise KeyFileError(f"{path} is not a regular file")
+    # Judged first on the path as it resolves now (so that the operator is
+    # told the real reason even for a file the daemon cannot open), then
+    # again on what was really opened.
+    _check_file(path, before, os.path.realpath(path), certs, uid)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
@@ -132,23 +151,11 @@ def read_key_file(path: Path, certs: Path, uid: int | None = None) -> bytes:
             raise KeyFileError(f"{path} is a symbolic link; give the key file itself") from None
         raise KeyFileError(f"{path} cannot be read: {exc.strerror}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"{path} is not a regular file")
-        if st.st_size > KEY_FILE_MAX_BYTES:
-            raise KeyFileError(f"{path} is {st.st_size} bytes: too large for a private key "
-                               f"(at most {KEY_FILE_MAX_BYTES // 1024} KiB)")
         try:
             opened = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             opened = ""  # no /proc: judged as outside certs/, the stricter rule
-        if not _under(opened, os.path.realpath(certs)):
-            if st.st_uid != uid:
-                raise KeyFileError(f"{path} is owned by uid {st.st_uid}, not by the daemon's user (uid {uid}); "
-                                   f"a key file must be in {certs}/ or owned by the daemon's user with mode 0600")
-            if st.st_mode & 0o077:
-                raise KeyFileError(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; a key file outside {certs}/ "
-                                   "must have mode 0600 (chmod 600 it)")
+        _check_file(path, os.fstat(fd), opened, certs, uid)
         chunks, size = [], 0
         while size <= KEY_FILE_MAX_BYTES:  # the file may grow after fstat
             chunk = os.read(fd, KEY_FILE_MAX_BYTES + 1 - size)
