@@ -134,6 +134,30 @@ def global_args(log_level: str = "INFO") -> list[str]:
     ]
 
 
+#: rclone's --timeout is an idle timeout per connection, and it is what
+#: bounds a server that accepts the connection and then says nothing (the
+#: SSH handshake waits for it; --contimeout covers only the TCP connect).
+#: Each attempt waits that long, so the bound is timeout x low-level
+#: retries x retries. Measured against such a server: 20 s per attempt.
+QUICK_IDLE_TIMEOUT_S = 20
+
+
+def quick_args() -> list[str]:
+    """Flags, after global_args, for a short run an operator waits on (a
+    listing): one attempt, given up after QUICK_IDLE_TIMEOUT_S of silence,
+    so a silent server is reported in about that long, not after retries
+    of 60 s each (global_args' default: 3 x 10 attempts, half an hour)."""
+    return ["--timeout", f"{QUICK_IDLE_TIMEOUT_S}s", "--retries", "1", "--low-level-retries", "1"]
+
+
+def job_retry_args() -> list[str]:
+    """Flags, after global_args, for the read-only runs of a job (usage):
+    a flaky moment is retried, a silent server is given up on after 3
+    attempts of QUICK_IDLE_TIMEOUT_S (a listing never waits that long for
+    a server that works)."""
+    return ["--timeout", f"{QUICK_IDLE_TIMEOUT_S}s", "--retries", "1", "--low-level-retries", "3"]
+
+
 def dest_path(remote_path: str, *parts: str) -> str:
     """`dest:/remote/path/part...`. Parts are names we produced or validated;
     after the fixed remote name they are only ever a path."""
