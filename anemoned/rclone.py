@@ -224,6 +224,30 @@ def failure_message(cls: str | None, messages: list[str], fallback: str) -> str:
     return f"{cls}: {first}" if cls else first
 
 
+#: Backend options whose values are secrets (obscured is not hidden:
+#: `rclone reveal` undoes it).
+SECRET_OPTIONS = ("PASS", "KEY_PEM", "KEY_FILE_PASS")
+REDACTED = b"[redacted]"
+
+
+def secret_values(env: dict[str, str]) -> list[bytes]:
+    """The secrets an rclone run's environment holds, longest first."""
+    found = {value.encode() for key, value in env.items()
+             if key.startswith("RCLONE_CONFIG_") and any(key.endswith("_" + o) for o in SECRET_OPTIONS)
+             and len(value) >= 4}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(line: bytes, secrets: list[bytes]) -> bytes:
+    """line with every secret replaced: whatever rclone says (a debug line
+    that echoes its configuration, an error quoting an option) reaches job
+    logs, job errors and the daemon log only without them."""
+    for secret in secrets:
+        if secret in line:
+            line = line.replace(secret, REDACTED)
+    return line
+
+
 def parse_log_line(line: bytes) -> dict[str, Any]:
     """One line of rclone's --use-json-log output as a record; a line that
     is not JSON (a Go panic, say) becomes an error record."""
@@ -277,6 +301,7 @@ async def run(
         limit=1024 * 1024,
     )
     records: list[dict[str, Any]] = []
+    secrets = secret_values(env)
 
     async def read_stderr() -> None:
         assert proc.stderr is not None
@@ -287,7 +312,7 @@ async def run(
                 continue
             if not line:
                 return
-            record = parse_log_line(line)
+            record = parse_log_line(redact(line, secrets))
             if keep_records:
                 records.append(record)
             if on_record is not None:

@@ -6,8 +6,14 @@ every file under data_dir, the daemon's log and every RPC answer is
 searched for the password, in plain and in rclone's obscured form. The
 obscured form is randomised per run, so testbed.secrets_scan reveals every
 base64 token it finds, as `rclone reveal` would; the values rclone really
-received (read from /proc/PID/environ while the operations ran) prove the
-search would have found them.
+received (read from /proc/PID/environ while the operations ran) are checked
+to reveal to the password, so the search looks for the right thing. Every
+process's argv is searched too.
+
+With rclone 1.75 no copy was found (it redacts option values in its own
+debug lines); rclone.run() also redacts every secret of the run's
+environment from everything rclone says, for the rclone versions (>= 1.63)
+and messages that do not.
 """
 from __future__ import annotations
 
@@ -20,18 +26,20 @@ from pathlib import Path
 import pytest
 
 from testbed.daemon import DaemonProcess
-from testbed.secrets_scan import files_under, leaks, reveal
+from testbed.secrets_scan import files_under, leaks, obscured_in, reveal
 from testbed.sshd import SshServer
 
 
-def _watch_rclone_env(seen: set[str], stop: threading.Event) -> None:
-    """Collect RCLONE_CONFIG_DEST_PASS of every rclone process seen."""
+def _watch_processes(seen: set[str], cmdlines: set[bytes], stop: threading.Event) -> None:
+    """Collect RCLONE_CONFIG_DEST_PASS of every rclone process seen, and
+    every command line."""
     while not stop.is_set():
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
+                cmdlines.add(Path(f"/proc/{pid}/cmdline").read_bytes())
             except OSError:
                 continue
             for entry in environ.split(b"\0"):
@@ -52,8 +60,9 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
         p.parent.mkdir(parents=True)
         p.write_text(f"{user}'s notes\n")
     seen: set[str] = set()
+    cmdlines: set[bytes] = set()
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_rclone_env, args=(seen, stop))
+    watcher = threading.Thread(target=_watch_processes, args=(seen, cmdlines, stop))
     watcher.start()
     answers = []
     try:
@@ -94,3 +103,8 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
         assert found == {}, found
         assert secret not in json.dumps(answers)
     assert not any(v in json.dumps(answers) for v in seen)
+    # nor in any process's argv
+    assert any(b"rclone" in c for c in cmdlines)
+    for cmdline in cmdlines:
+        assert not any(s.encode() in cmdline for s in (*secrets, *seen)), cmdline
+        assert not any(obscured_in(cmdline, s) for s in secrets), cmdline
