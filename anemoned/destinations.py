@@ -57,12 +57,11 @@ class Destination:
             name=row["name"], host=row["host"], port=row["port"], user=row["user"], auth=row["auth"],
             key_file=row["key_file"], remote_path=row["remote_path"], enabled=bool(row["enabled"]),
             host_key=HostKey.from_text(row["host_key"]) if row.get("host_key") else None,
-            password_enc=row["password_enc"], schedule=_schedule(row["schedule"]),
-            schedule_state=row.get("schedule_state") or {},
+            password_enc=row["password_enc"], schedule=row["schedule"], schedule_state=row.get("schedule_state") or {},
             last_test=row["last_test"], created_at=row["created_at"], max_delete=row["max_delete"],
             max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
             versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
-            verify_schedule=_schedule(row["verify_schedule"]), verify_schedule_state=row["verify_schedule_state"] or {},
+            verify_schedule=row["verify_schedule"], verify_schedule_state=row["verify_schedule_state"],
             server_version=row.get("server_version"),
         )
 
@@ -86,17 +85,18 @@ class Destination:
             "key_file": self.key_file if self.auth == "key" else None, "remote_path": self.remote_path,
             "enabled": self.enabled, "host_key_fingerprint": self.host_key.fingerprint if self.host_key else None,
             "host_key_type": self.host_key.key_type if self.host_key else None,
-            "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
+            "schedule": _schedule(self.schedule), "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
-            "warn_free_percent": self.warn_free_percent, "verify_schedule": self.verify_schedule,
+            "warn_free_percent": self.warn_free_percent, "verify_schedule": _schedule(self.verify_schedule),
             "server_version": self.server_version,
         }
 
 
 def _schedule(stored: Any) -> dict[str, Any]:
     """A stored schedule as views show it: one that cannot be read (a
-    damaged cell) is off in effect, and the scheduler says why in the
-    destination's warnings."""
+    damaged cell reads as None) is off in effect, and the scheduler says
+    why in the destination's warnings. Only views: the scheduler works on
+    what is stored."""
     return stored if isinstance(stored, dict) else {"kind": "off"}
 
 

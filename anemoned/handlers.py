@@ -538,7 +538,9 @@ async def restore_(daemon: "Daemon", p: Params) -> dict[str, Any]:
     name = p.str("destination", max_len=256) or ""
     user = restore.check_user(p.str("user", max_len=64) or "")
     overwrite = p.bool("overwrite")
-    target = restore.check_target(p.str("to", max_len=4096) or "", overwrite)
+    # stat and a directory listing of a path the operator named (perhaps
+    # on a stuck mount): in a thread
+    target = await asyncio.to_thread(restore.check_target, p.str("to", max_len=4096) or "", overwrite)
     path = p.str("path", required=False, max_len=4096) or ""
     restore.check_subpath(path)
     version = p.str("version", required=False, max_len=64)

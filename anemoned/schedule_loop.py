@@ -45,19 +45,23 @@ class ScheduleLoop:
         self.wake = asyncio.Event()
         #: (destination, kind) -> why that schedule is off
         self.errors: dict[tuple[str, str], str] = {}
-        self._zone: tuple[str | None, ZoneInfo] | None = None
+        self._zone: ZoneInfo | None = None
+        self.zone()
 
     def zone(self) -> ZoneInfo:
-        """The configured zone. Resolving the system's zone reads files
-        (/etc/timezone), so it is done once per configured value, not on
-        the event loop at every view; forget_zone() after a reload."""
-        name = self.timezone()
-        if self._zone is None or self._zone[0] != name:
-            self._zone = (name, zone(name))
-        return self._zone[1]
+        """The configured zone. Resolving it reads files (/etc/timezone,
+        tzdata), so it is done once, when the loop is made (before the
+        event loop runs) and in a thread after a reload (refresh_zone),
+        not at every view."""
+        if self._zone is None:
+            self._zone = zone(self.timezone())
+        return self._zone
 
-    def forget_zone(self) -> None:
-        self._zone = None
+    async def refresh_zone(self) -> None:
+        """Resolve the zone again, in a thread (the configuration, or the
+        system's zone, may have changed); the loop then looks again."""
+        self._zone = await asyncio.to_thread(zone, self.timezone())
+        self.wake.set()
 
     def _guarded(self, row: dict[str, Any], kind: str, compute: Callable[[], T], clears: bool = False) -> T | None:
         """compute() for one destination's schedule of `kind`; when it

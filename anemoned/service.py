@@ -196,8 +196,7 @@ class Daemon:
         self.config = new
         set_level(new.log_level)
         self.jobs.set_max_concurrent(new.max_concurrent_syncs)
-        self.schedules.forget_zone()  # the zone may have changed
-        self.schedules.wake.set()
+        asyncio.ensure_future(self.schedules.refresh_zone())  # the zone may have changed
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 
