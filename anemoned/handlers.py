@@ -12,8 +12,7 @@ import asyncio
 import json
 import logging
 
-from . import conntest, hostkeys, keys, protocol, restore, usage
-from . import access
+from . import access, conntest, keys, pins, protocol, restore, usage
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
@@ -183,75 +182,6 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     return view
 
 
-async def _fetch_host_key(host: str, port: int, fingerprint: str | None, trust: bool) -> hostkeys.Scanned:
-    """The server's host key (and identification), accepted only if the key
-    matches `fingerprint` or the operator said to trust it as it is."""
-    try:
-        scanned = await hostkeys.scan(host, port)
-    except hostkeys.ScanError as err:
-        raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot fetch the host key of {host}:{port}: {err}; nothing was saved",
-                       {"class": err.reason}) from None
-    key = scanned.key
-    if fingerprint is not None:
-        if key.fingerprint != fingerprint:
-            raise RpcError(ErrorCode.OPERATION_FAILED,
-                           f"host key mismatch: {host}:{port} shows {key.fingerprint}, not {fingerprint}; nothing was saved",
-                           {"class": "host key mismatch", "fingerprint": key.fingerprint})
-    elif not trust:
-        raise RpcError(ErrorCode.INVALID_PARAMS,
-                       f"host_key_fingerprint: {host}:{port} shows the {key.key_type} host key {key.fingerprint}. "
-                       "Check it on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
-                       f"--host-key-fingerprint {key.fingerprint}, or --trust-host-key to accept it as it is",
-                       {"field": "host_key_fingerprint", "fingerprint": key.fingerprint})
-    return scanned
-
-
-def _refuse_blind_repin(daemon: "Daemon", name: str, host: str, port: int, key: hostkeys.HostKey,
-                        trust: bool) -> None:
-    """--trust-host-key accepts a server's key as it is, so it may pin a
-    server nobody pinned yet, or confirm the pin it has; it never replaces
-    the key another destination pinned (that takes `dest trust` on that
-    destination, or the matching --host-key-fingerprint)."""
-    if not trust:
-        return
-    others = hostkeys.other_pins(daemon.store.destination_rows(), name, host, port, key)
-    if others:
-        other, pinned = sorted(others.items())[0]
-        raise RpcError(ErrorCode.CONFLICT,
-                       f"trust_host_key: {host}:{port} is pinned by destination {other!r} to {pinned.fingerprint}, "
-                       f"but now shows {key.fingerprint}; --trust-host-key does not replace another destination's "
-                       f"pin. If the server's key really changed, check it on the server and pass "
-                       f"--host-key-fingerprint {key.fingerprint}, or run: anemonectl dest trust {other!r}; "
-                       "nothing was saved",
-                       {"field": "trust_host_key", "fingerprint": key.fingerprint, "pinned_by": other})
-
-
-async def _pin(daemon: "Daemon", name: str, host: str, port: int, scanned: hostkeys.Scanned) -> None:
-    """Pin the scanned key for every destination on that server (one server,
-    one key) and regenerate certs/known_hosts from the database. The
-    callers have checked that `name` may change the pin."""
-    replaced = hostkeys.other_pins(daemon.store.destination_rows(), name, host, port, scanned.key)
-    for row in daemon.store.destination_rows():
-        if row["host"] == host and row["port"] == port:
-            daemon.store.update_destination(row["name"], {"host_key": scanned.key.to_text(),
-                                                          "server_version": scanned.server_version})
-    if replaced:
-        event(logging.WARNING, "host key pin replaced", dest=",".join(sorted(replaced)), by=name, host=host, port=port,
-              host_key=scanned.key.fingerprint, previous=",".join(sorted({k.fingerprint for k in replaced.values()})))
-    await write_known_hosts(daemon)
-
-
-_KNOWN_HOSTS_LOCK = asyncio.Lock()
-
-
-async def write_known_hosts(daemon: "Daemon") -> None:
-    """Regenerate certs/known_hosts (written and fsynced in a thread). One at
-    a time, each from the rows as they are when its turn comes, so that the
-    last file written is the newest state."""
-    async with _KNOWN_HOSTS_LOCK:
-        await asyncio.to_thread(access.write_known_hosts, daemon.config, daemon.store.destination_rows())
-
-
 SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days", "warn_free_percent")
 
 
@@ -324,18 +254,18 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
     if "password" not in fields:
         fields.setdefault("key_file", DEFAULT_KEY_FILE)
     auth = await _auth_changes(daemon, fields)
-    scanned = await _fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"),
+    scanned = await pins.fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"),
                                     fields["trust_host_key"])
     key = scanned.key
     if daemon.store.destination_row(name) is not None:  # added meanwhile, while we scanned
         raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists")
-    _refuse_blind_repin(daemon, name, fields["host"], fields["port"], key, fields["trust_host_key"])
+    pins.refuse_blind_repin(daemon.store, name, fields["host"], fields["port"], key, fields["trust_host_key"])
     dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
                        key_file=auth["key_file"], password_enc=auth["password_enc"], remote_path=fields["remote_path"],
                        enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "",
                        **{k: fields[k] for k in SAFETY_FIELDS if k in fields})
     daemon.store.insert_destination(dest.to_row())
-    await _pin(daemon, name, dest.host, dest.port, scanned)
+    await pins.pin(daemon.store, daemon.config, name, dest.host, dest.port, scanned)
     event(logging.INFO, "destination added", dest=name, host=dest.host, port=dest.port, auth=dest.auth,
           host_key=key.fingerprint)
     daemon.destinations_changed()
@@ -356,13 +286,13 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     wants_pin = "host_key_fingerprint" in fields or fields["trust_host_key"]
     scanned = None
     if new_server or wants_pin:
-        scanned = await _fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
-        _refuse_blind_repin(daemon, name, host, port, scanned.key, fields["trust_host_key"])
+        scanned = await pins.fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
+        pins.refuse_blind_repin(daemon.store, name, host, port, scanned.key, fields["trust_host_key"])
     daemon.store.update_destination(name, changes)
     if scanned is not None:
-        await _pin(daemon, name, host, port, scanned)
+        await pins.pin(daemon.store, daemon.config, name, host, port, scanned)
     elif new_server:
-        await write_known_hosts(daemon)
+        await pins.write_known_hosts(daemon.store, daemon.config)
     event(logging.INFO, "destination changed", dest=name, fields=",".join(sorted(k for k in changes if k != "password_enc")))
     daemon.destinations_changed()
     return destination_view(daemon, load_destination(daemon, name))
@@ -388,7 +318,7 @@ async def dest_remove(daemon: "Daemon", p: Params) -> dict[str, Any]:
     load_destination(daemon, name)
     await daemon.before_destination_removed(name)
     daemon.store.delete_destination(name)
-    await write_known_hosts(daemon)
+    await pins.write_known_hosts(daemon.store, daemon.config)
     event(logging.INFO, "destination removed", dest=name)
     daemon.destinations_changed()
     return {"name": name, "removed": True}
@@ -423,10 +353,10 @@ async def dest_trust(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     dest = load_destination(daemon, name)
     # `dest trust` without a fingerprint is itself the explicit trust.
-    scanned = await _fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
+    scanned = await pins.fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
     key = scanned.key
     previous = dest.host_key.fingerprint if dest.host_key else None
-    await _pin(daemon, name, dest.host, dest.port, scanned)
+    await pins.pin(daemon.store, daemon.config, name, dest.host, dest.port, scanned)
     event(logging.WARNING if previous and previous != key.fingerprint else logging.INFO, "host key pinned",
           dest=name, host=dest.host, port=dest.port, host_key=key.fingerprint, previous=previous)
     return destination_view(daemon, load_destination(daemon, name))
