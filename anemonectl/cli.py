@@ -7,7 +7,6 @@ destination or job.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ from typing import Any, Callable
 from anemoned import protocol
 from anemoned.protocol import ErrorCode, RpcError
 
-from . import render
+from . import dest_options, monitor_cmds, render
 from .client import Client, DaemonUnreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -71,38 +70,14 @@ def cmd_key_show(ctl: Ctl, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dest_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The destination fields given on the command line (None = not given)."""
-    fields: dict[str, Any] = {
-        "host": args.host, "port": args.port, "user": args.user,
-        "key_file": args.key_file, "remote_path": args.remote_path,
-        "host_key_fingerprint": args.host_key_fingerprint, "max_delete": args.max_delete,
-        "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
-        "warn_free_percent": args.warn_free_percent,
-    }
-    if args.trust_host_key:
-        fields["trust_host_key"] = True
-    if args.disabled:
-        fields["enabled"] = False
-    if getattr(args, "enabled", False):
-        fields["enabled"] = True
-    if args.password_stdin:
-        # Read, never echo: the password travels only inside the socket.
-        password = getpass.getpass("SSH password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise RpcError(ErrorCode.INVALID_PARAMS, "password: nothing was read from standard input", {"field": "password"})
-        fields["password"] = password
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def cmd_dest_add(ctl: Ctl, args: argparse.Namespace) -> int:
-    dest = ctl.call("dest.add", {"name": args.name, **_dest_fields(args)}, timeout_s=60)
+    dest = ctl.call("dest.add", {"name": args.name, **dest_options.fields(args)}, timeout_s=60)
     ctl.emit(dest, lambda d: f"Destination {d['name']!r} added (host key {d['host_key_fingerprint']}).")
     return EXIT_OK
 
 
 def cmd_dest_edit(ctl: Ctl, args: argparse.Namespace) -> int:
-    dest = ctl.call("dest.edit", {"name": args.name, **_dest_fields(args)}, timeout_s=60)
+    dest = ctl.call("dest.edit", {"name": args.name, **dest_options.fields(args)}, timeout_s=60)
     ctl.emit(dest, render.destination)
     return EXIT_OK
 
@@ -198,7 +173,7 @@ def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool,
 
 def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
     params = {"destination": args.name, "dry_run": args.dry_run, "allow_deletes": args.allow_deletes,
-              "allow_empty": args.allow_empty}
+              "allow_empty": args.allow_empty, "full": args.full}
     return _run_job(ctl, "sync", params, args.wait)
 
 
@@ -221,6 +196,8 @@ def cmd_verify(ctl: Ctl, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"destination": args.name}
     if args.user:
         params["user"] = args.user
+    if args.download:
+        params["download"] = True
     return _run_job(ctl, "verify", params, args.wait)
 
 
@@ -229,8 +206,7 @@ def cmd_dest_usage(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_dest_versions(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120),
-             lambda vs: "\n".join(vs) if vs else "No versions kept.")
+    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120), render.versions)
     return EXIT_OK
 
 
@@ -261,31 +237,6 @@ def cmd_job_cancel(ctl: Ctl, args: argparse.Namespace) -> int:
 
 # -- argument parsing -----------------------------------------------------------
 
-def _add_dest_options(p: argparse.ArgumentParser, adding: bool) -> None:
-    p.add_argument("name", help="destination name")
-    p.add_argument("--host", required=adding, help="SFTP server: DNS name or IP address")
-    p.add_argument("--port", type=int, default=22 if adding else None, help="SSH port (default 22)")
-    p.add_argument("--user", required=adding, help="user name on the SFTP server")
-    auth = p.add_mutually_exclusive_group()
-    auth.add_argument("--key-file", help="private key, relative to data_dir (default certs/rclone_key)")
-    auth.add_argument("--password-stdin", action="store_true", help="read the SSH password from standard input")
-    p.add_argument("--remote-path", required=adding, help="absolute directory on the server")
-    state = p.add_mutually_exclusive_group()
-    state.add_argument("--disabled", action="store_true", help="keep the destination disabled")
-    if not adding:
-        state.add_argument("--enabled", action="store_true", help="enable the destination")
-    trust = p.add_mutually_exclusive_group()
-    trust.add_argument("--host-key-fingerprint", metavar="SHA256:...", help="the server's expected host key fingerprint")
-    trust.add_argument("--trust-host-key", action="store_true", help="pin whatever host key the server shows now")
-    p.add_argument("--max-delete", type=int, metavar="N", help="a sync may delete at most N remote files (default 5000)")
-    p.add_argument("--max-delete-percent", type=int, metavar="P",
-                   help="... and at most P%% of the remote files (default 20)")
-    p.add_argument("--keep-versions-days", type=int, metavar="D",
-                   help="keep deleted and overwritten files D days in versions/ (default 30, 0: off)")
-    p.add_argument("--warn-free-percent", type=int, metavar="P",
-                   help="warn when the server has less than P%% free (default 10)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--socket", default=argparse.SUPPRESS, help="daemon socket (else $ANEMONE_SOCKET, else the default)")
@@ -306,10 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(key, "show", cmd_key_show, "print the public key and its fingerprint")
 
     dest = sub.add_parser("dest", help="SFTP destinations").add_subparsers(dest="dest_command", required=True, metavar="ACTION")
-    _add_dest_options(command(dest, "add", cmd_dest_add, "add a destination"), adding=True)
+    dest_options.add(command(dest, "add", cmd_dest_add, "add a destination"), adding=True)
     command(dest, "list", cmd_dest_list, "list destinations")
     command(dest, "show", cmd_dest_show, "show one destination").add_argument("name")
-    _add_dest_options(command(dest, "edit", cmd_dest_edit, "change a destination"), adding=False)
+    dest_options.add(command(dest, "edit", cmd_dest_edit, "change a destination"), adding=False)
     command(dest, "remove", _simple_dest("dest.remove", "Destination {name!r} removed."), "remove a destination").add_argument("name")
     command(dest, "enable", _simple_dest("dest.enable", "Destination {name!r} enabled."), "enable a destination").add_argument("name")
     command(dest, "disable", _simple_dest("dest.disable", "Destination {name!r} disabled."), "disable a destination").add_argument("name")
@@ -342,9 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--allow-deletes", action="store_true", help="lift the delete guard (max_delete) for this sync")
     sync.add_argument("--allow-empty", action="append", default=[], metavar="USER",
                       help="USER's backup/ really is empty or gone: mirror that too (repeatable)")
+    sync.add_argument("--full", action="store_true",
+                      help="sync every user, also those whose tree did not change since their last sync")
 
     command(dest, "versions", cmd_dest_versions, "list the versions folders kept on the server").add_argument("name")
     command(dest, "usage", cmd_dest_usage, "bytes and files stored, versions, free space").add_argument("name")
+    monitor_cmds.add_commands(dest, command)
 
     rest = command(sub, "restore", cmd_restore, "get a user's files back from a destination")
     rest.add_argument("name")
@@ -359,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver = command(sub, "verify", cmd_verify, "compare the server's copy with the local files by content")
     ver.add_argument("name")
     ver.add_argument("--user")
+    ver.add_argument("--download", action="store_true",
+                     help="compare by downloading the server's files, not by the hashes the server computes")
     ver.add_argument("--wait", action="store_true", help="show progress and exit with the job's outcome")
 
     job = sub.add_parser("job", help="jobs").add_subparsers(dest="job_command", required=True, metavar="ACTION")

@@ -90,11 +90,19 @@ def destination(d: dict[str, Any]) -> str:
         f"  schedule:    {schedule(d.get('schedule'))}",
         f"  safety:      at most {d['max_delete']} deletions ({d['max_delete_percent']}% of remote files) per sync; "
         + (f"versions kept {d['keep_versions_days']} days" if d["keep_versions_days"] else "no versions kept"),
+        f"  per user:    stopped after {d.get('stall_timeout', 300)} s without progress; full sync every "
+        + (f"{d['full_sync_every']} days" if d.get("full_sync_every") else "sync"),
         f"  next run:    {d.get('next_run') or '-'}",
         f"  verify:      {schedule(d.get('verify_schedule'))}"
         + (f", next {d['next_verify']}" if d.get("next_verify") else ""),
         f"  last sync:   {last_sync(d.get('last_sync'))}",
     ]
+    if d.get("max_age"):
+        lines.append(f"  max age:     {d['max_age']}")
+    for n in d.get("notifications") or []:
+        lines.append(f"  notify:      {n['id']}: {n['url']} (on {n['policy']})")
+    if d.get("ping_url"):
+        lines.append(f"  ping URL:    {d['ping_url']}")
     for warning in d.get("warnings") or []:
         lines.append(f"  warning:     {warning}")
     test = d.get("last_test")
@@ -225,3 +233,18 @@ def usage(j: dict[str, Any]) -> str:
     if u.get("warning"):
         lines.append(f"warning: {u['warning']}")
     return "\n".join(lines)
+
+
+def versions(vs: list[str]) -> str:
+    return "\n".join(vs) if vs else "No versions kept."
+
+
+def notification_table(ts: list[dict[str, Any]]) -> str:
+    if not ts:
+        return "No notification targets. Add one with: anemonectl dest notify add NAME (the URL on standard input)"
+    return table(["ID", "ON", "URL"], [[t["id"], t["policy"], t["url"]] for t in ts])
+
+
+def notify_test(r: dict[str, Any]) -> str:
+    return "\n".join(f"{t['id']}: {t['url']}: {'sent' if t['ok'] else 'FAILED (see the daemon log)'}"
+                     for t in r["results"])

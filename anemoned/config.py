@@ -40,6 +40,7 @@ class Config:
     max_concurrent_syncs: int
     timezone: str | None  # None: the system's local zone
     log_level: str
+    metrics_textfile: Path | None = None  # None: no metrics file
 
     @property
     def certs_dir(self) -> Path:
@@ -122,6 +123,17 @@ def _timezone(value: Any) -> str | None:
     return None
 
 
+def _metrics_textfile(value: Any) -> str | None:
+    if value is None:
+        return None
+    problem = _absolute_path(value)
+    if problem:
+        return problem
+    if not value.endswith(".prom") or value.endswith("/.prom"):
+        return "must name a file ending in .prom (node_exporter's textfile collector reads only those)"
+    return None
+
+
 def _log_level(value: Any) -> str | None:
     return None if value in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
 
@@ -136,6 +148,7 @@ SCHEMA: dict[str, tuple[Any, Validator]] = {
     "max_concurrent_syncs": (2, _concurrency),
     "timezone": (None, _timezone),
     "log_level": ("info", _log_level),
+    "metrics_textfile": (None, _metrics_textfile),
 }
 
 
@@ -172,6 +185,7 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
         max_concurrent_syncs=values["max_concurrent_syncs"],
         timezone=values["timezone"],
         log_level=values["log_level"],
+        metrics_textfile=Path(values["metrics_textfile"]) if values["metrics_textfile"] else None,
     )
 
 

@@ -50,6 +50,18 @@ class Destination:
     #: the server's SSH identification ("SSH-2.0-OpenSSH_9.2p1 ..."), as seen
     #: when its host key was fetched
     server_version: str | None = None
+    #: seconds without progress after which a user's transfer is stopped
+    stall_timeout: int = 300
+    #: days between full syncs (unchanged users synced too); 0: every sync
+    full_sync_every: int = 7
+    #: notification targets: [{"id", "policy", "url_enc", "shown"}]
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    #: the dead man's switch: {"url_enc", "shown"} or None
+    ping: dict[str, Any] | None = None
+    #: overdue past this many seconds without a successful sync (0: off)
+    max_age_s: int = 0
+    #: what the overdue check last told: {"overdue_since": ISO} or {}
+    monitor_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -62,7 +74,9 @@ class Destination:
             max_delete_percent=row["max_delete_percent"], keep_versions_days=row["keep_versions_days"],
             versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
             verify_schedule=row["verify_schedule"], verify_schedule_state=row["verify_schedule_state"],
-            server_version=row.get("server_version"),
+            server_version=row.get("server_version"), stall_timeout=row.get("stall_timeout", 300),
+            full_sync_every=row.get("full_sync_every", 7), notifications=row.get("notifications") or [],
+            ping=row.get("ping"), max_age_s=row.get("max_age_s") or 0, monitor_state=row.get("monitor_state") or {},
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -75,7 +89,9 @@ class Destination:
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "versions_pruned_at": self.versions_pruned_at, "warn_free_percent": self.warn_free_percent,
             "verify_schedule": self.verify_schedule, "verify_schedule_state": self.verify_schedule_state,
-            "server_version": self.server_version,
+            "server_version": self.server_version, "stall_timeout": self.stall_timeout,
+            "full_sync_every": self.full_sync_every, "notifications": self.notifications, "ping": self.ping,
+            "max_age_s": self.max_age_s, "monitor_state": self.monitor_state,
         }
 
     def public(self) -> dict[str, Any]:
@@ -88,7 +104,11 @@ class Destination:
             "schedule": _schedule(self.schedule), "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "warn_free_percent": self.warn_free_percent, "verify_schedule": _schedule(self.verify_schedule),
-            "server_version": self.server_version,
+            "server_version": self.server_version, "stall_timeout": self.stall_timeout,
+            "full_sync_every": self.full_sync_every,
+            # URLs can hold tokens: only their redacted form is ever shown.
+            "notifications": [{"id": n["id"], "policy": n["policy"], "url": n["shown"]} for n in self.notifications],
+            "ping_url": self.ping["shown"] if self.ping else None,
         }
 
 

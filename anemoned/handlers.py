@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import asyncio
 import json
+import os
 import logging
 
 from . import access, conntest, keys, pins, protocol, restore, usage
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
+from .overdue import parse_max_age
 from .scheduler import check_horizon, parse_schedule
-from .sync import safe_user_name
+from .users import safe_user_name
 from .logs import event
 from .protocol import ErrorCode, Request, RpcError, invalid_params
 from .timeutil import iso, utc_now
@@ -173,7 +175,9 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     measured = daemon.store.last_finished_job_row(dest.name, "usage")
     view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
     warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
-    view["warnings"] = ([warning] if warning else []) + daemon.schedules.warnings(dest.name)
+    monitoring = daemon.monitor.view(dest)
+    view["warnings"] = [w for w in (warning, monitoring.pop("overdue_warning")) if w] + daemon.schedules.warnings(dest.name)
+    view.update(monitoring)
     view["last_sync"] = None if last is None else {
         "job": last["id"], "at": last["finished_at"], "status": last["state"], "error": last["error"],
         "files_transferred": (last["stats"] or {}).get("files_transferred", 0),
@@ -182,7 +186,8 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     return view
 
 
-SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days", "warn_free_percent")
+SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days", "warn_free_percent", "stall_timeout",
+                 "full_sync_every", "max_age_s")
 
 
 def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
@@ -212,11 +217,13 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
         raise invalid_params("password", "give either key_file or password, not both")
     if p.has("enabled"):
         fields["enabled"] = p.bool("enabled")
-    for name, hi in (("max_delete", 10**9), ("max_delete_percent", 100), ("keep_versions_days", 36500),
-                     ("warn_free_percent", 100)):
-        value = p.int(name, required=False, lo=0, hi=hi)
+    for name, lo, hi in (("max_delete", 0, 10**9), ("max_delete_percent", 0, 100), ("keep_versions_days", 0, 36500),
+                         ("warn_free_percent", 0, 100), ("stall_timeout", 10, 86400), ("full_sync_every", 0, 3650)):
+        value = p.int(name, required=False, lo=lo, hi=hi)
         if value is not None:
             fields[name] = value
+    if p.has("max_age"):
+        fields["max_age_s"] = parse_max_age(p.str("max_age", max_len=20))
     fingerprint = p.str("host_key_fingerprint", required=False, max_len=100)
     if fingerprint is not None:
         check_fingerprint(fingerprint)
@@ -385,11 +392,12 @@ async def sync(daemon: "Daemon", p: Params) -> dict[str, Any]:
     allow_empty = p.str_list("allow_empty")
     if not all(safe_user_name(u) for u in allow_empty):
         raise invalid_params("allow_empty", "must be a list of user names")
+    full = p.bool("full")
     p.check_unknown()
     dest = load_destination(daemon, name, "destination")
     if not dest.enabled:
         raise RpcError(ErrorCode.CONFLICT, f"destination {name!r} is disabled; enable it first (anemonectl dest enable {name!r})")
-    options = {"allow_deletes": allow_deletes, "allow_empty": sorted(set(allow_empty))}
+    options = {"allow_deletes": allow_deletes, "allow_empty": sorted(set(allow_empty)), "full": full}
     row, _created = daemon.jobs.submit(name, "sync", dry_run, trigger="manual", options=options)
     return daemon.jobs.view(row)
 
@@ -468,9 +476,9 @@ async def restore_(daemon: "Daemon", p: Params) -> dict[str, Any]:
     name = p.str("destination", max_len=256) or ""
     user = restore.check_user(p.str("user", max_len=64) or "")
     overwrite = p.bool("overwrite")
-    # stat and a directory listing of a path the operator named (perhaps
-    # on a stuck mount): in a thread
-    target = await asyncio.to_thread(restore.check_target, p.str("to", max_len=4096) or "", overwrite)
+    to = p.str("to", max_len=4096) or ""
+    owner = await asyncio.to_thread(restore.restorer_identity, daemon.config.users_dir, user, os.getuid())
+    target = (await asyncio.to_thread(restore.check_target, to, overwrite, owner)).path
     path = p.str("path", required=False, max_len=4096) or ""
     restore.check_subpath(path)
     version = p.str("version", required=False, max_len=64)
@@ -511,9 +519,10 @@ async def verify_(daemon: "Daemon", p: Params) -> dict[str, Any]:
     user = p.str("user", required=False, max_len=64)
     if user is not None:
         restore.check_user(user)
+    download = p.bool("download")
     p.check_unknown()
     load_destination(daemon, name, "destination")
-    row, _ = daemon.jobs.submit(name, "verify", False, trigger="manual", options={"user": user})
+    row, _ = daemon.jobs.submit(name, "verify", False, trigger="manual", options={"user": user, "download": download})
     return daemon.jobs.view(row)
 
 

@@ -67,13 +67,15 @@ JobFunction = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], Await
 class JobQueue:
     def __init__(self, store: Store, max_concurrent: int, functions: dict[str, JobFunction],
                  on_change: Callable[[], None] = lambda: None, on_finished: Callable[[dict[str, Any]], None] = lambda j: None,
-                 on_prune: Callable[[list[int]], None] = lambda ids: None) -> None:
+                 on_prune: Callable[[list[int]], None] = lambda ids: None,
+                 on_started: Callable[[dict[str, Any]], None] = lambda j: None) -> None:
         self.store = store
         self.max_concurrent = max_concurrent
         self.functions = functions
         self.on_change = on_change
         self.on_finished = on_finished
         self.on_prune = on_prune
+        self.on_started = on_started
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.progress: dict[int, dict[str, Any]] = {}
         # Replaced on every change; waiters hold the old one, which is set.
@@ -224,7 +226,7 @@ class JobQueue:
         self.store.update_job(row["id"], changes)
         if new != JobState.RUNNING:
             event(logging.INFO if new == JobState.SUCCEEDED else logging.WARNING, f"job {new.value}", job=row["id"],
-                  dest=row["destination"], kind=row["kind"], error=error)
+                  dest=row["destination"], kind=row["kind"], outcome=new.value, error=error)
             self.on_finished(self.get(row["id"]))
             pruned = self.store.prune_jobs(row["destination"], HISTORY_PER_DESTINATION)
             if pruned:
@@ -235,6 +237,7 @@ class JobQueue:
         job_id = row["id"]
         self._transition(row, JobState.RUNNING)
         event(logging.INFO, "job started", job=job_id, dest=row["destination"], kind=row["kind"])
+        self.on_started(self.get(job_id))
         self.progress[job_id] = {}
 
         def report(progress: dict[str, Any]) -> None:

@@ -74,6 +74,11 @@ METHODS: dict[str, str] = {
     "dest.versions": "The versions folders kept on the destination (params: name).",
     "verify": "Queue a verify job (params: destination, user?).",
     "dest.usage": "Queue a usage job (params: name); its stats hold the usage.",
+    "dest.notify.add": "Add a notification target: an Apprise URL and a policy (params: name, url, policy?).",
+    "dest.notify.list": "The destination's notification targets, URLs redacted (params: name).",
+    "dest.notify.remove": "Remove a notification target (params: name, id).",
+    "dest.notify.test": "Send a test message to every notification target (params: name).",
+    "dest.ping_url.set": "Set or clear the dead man's switch ping URL (params: name, url?).",
 }
 
 

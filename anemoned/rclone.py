@@ -40,6 +40,13 @@ DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 
 # -- pure builders --------------------------------------------------------------
 
+def space_list(values: list[str]) -> str:
+    """A value of rclone's SpaceSepList type (combine upstreams, the sftp
+    ssh command): CSV with spaces, every item quoted, quotes doubled, so a
+    space or quote inside an item keeps it one item."""
+    return " ".join('"' + v.replace('"', '""') + '"' for v in values)
+
+
 def option_env(remote: str, options: dict[str, str]) -> dict[str, str]:
     """RCLONE_CONFIG_<REMOTE>_<OPTION>=value for each backend option."""
     prefix = f"RCLONE_CONFIG_{remote.upper()}_"

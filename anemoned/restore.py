@@ -2,23 +2,27 @@
 
 A restore copies (never syncs: nothing local is ever deleted) the user's
 remote backup, a sub-path of it, or the state kept in a versions folder,
-into a target directory. The target is written through a fixed local
-remote `out:`, so the path after it is only a path. Modification times
-come back with the files.
+into a target directory (restore_job.py runs it). Modification times come
+back with the files. Here: checking what a restore asks for, and the
+listings of what can be restored.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import pwd
+import stat
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from . import rclone
+from .identity import NotAUser, UserIdentity, account_identity, tree_identity
 from .protocol import ErrorCode, RpcError, invalid_params
-from .sync import JobLog, StatsCollector, parse_version_folder, safe_user_name
+from .users import safe_user_name
+from .versions import parse_version_folder
 
-OUT_REMOTE = "out"
 LIST_LIMIT = 10_000
 #: Whole-run bounds of the listings, each under the time anemonectl waits
 #: for the answer (300 s for restore --list, 120 s for dest versions).
@@ -48,58 +52,99 @@ def check_version(value: str) -> str:
     return value
 
 
-def check_target(value: str, overwrite: bool) -> Path:
-    """The restore target: absolute, and empty or absent unless overwrite."""
+@dataclass(frozen=True)
+class RestoreTarget:
+    path: Path
+    #: who writes it: the user who owns the place, or None for the daemon
+    #: (a place no user owns: the daemon creates the directory itself)
+    identity: UserIdentity | None
+    exists: bool
+
+
+def _conflict(message: str) -> RpcError:
+    return RpcError(ErrorCode.CONFLICT, f"to: {message}", {"field": "to"})
+
+
+def check_target(value: str, overwrite: bool, owner: UserIdentity | None = None,
+                 daemon_uid: int | None = None) -> RestoreTarget:
+    """The restore target, and with whose rights it is written. Blocking
+    (lstat, account look-ups): call from a thread.
+
+    A place that belongs to a user (the target, or the nearest existing
+    directory above it) is written as that user, and only when that user is
+    the owner of the files restored (`owner`): restoring alice's files into
+    a place of bob's would hand them to bob. A place no user owns (root's or
+    the daemon's) is written as the daemon into a directory it creates
+    itself, mode 0700, under ancestors nobody else can change, so nobody can
+    plant a symbolic link in it. Empty or absent unless overwrite."""
     if not value.startswith("/") or any(ord(c) < 32 for c in value):
         raise invalid_params("to", "must be an absolute directory path")
+    daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
     target = Path(os.path.normpath(value))
-    if target.exists():
-        if not target.is_dir():
-            raise invalid_params("to", f"{target} exists and is not a directory")
-        if any(target.iterdir()) and not overwrite:
-            raise RpcError(ErrorCode.CONFLICT, f"to: {target} is not empty; choose an empty directory, or pass "
-                           "--overwrite to write into it (files there with the same names are replaced)", {"field": "to"})
-    return target
+    place = target
+    while True:
+        try:
+            st = place.lstat()
+            break
+        except FileNotFoundError:
+            place = place.parent
+        except OSError as err:
+            raise invalid_params("to", f"{place} cannot be examined: {err.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise invalid_params("to", f"{place} is a symbolic link; name the real directory")
+    if not stat.S_ISDIR(st.st_mode):
+        raise invalid_params("to", f"{place} exists and is not a directory")
+    exists = place == target
+    try:
+        identity: UserIdentity | None = account_identity(st.st_uid, daemon_uid)
+    except NotAUser:
+        identity = None
+    if identity is not None:
+        if owner is None or owner.uid != identity.uid:
+            who = owner.account if owner else "a user with an account"
+            raise _conflict(f"{place} belongs to {identity.account}, not to {who}; restoring there would give "
+                            "these files to someone else. Restore into a directory the user owns, or into a new "
+                            "directory in a place no user owns (the daemon then creates it, mode 0700)")
+    else:
+        _check_daemon_place(place, daemon_uid)
+        if exists and (st.st_uid != daemon_uid or st.st_mode & 0o077):
+            raise _conflict(f"{target} exists and was not made by the daemon; name a new directory (the daemon "
+                            "creates it, mode 0700, so that nobody else can plant anything in it)")
+        if not exists and place != target.parent:
+            raise invalid_params("to", f"{target.parent} does not exist; the daemon creates only the last directory")
+    if exists and not overwrite and any(target.iterdir()):
+        raise RpcError(ErrorCode.CONFLICT, f"to: {target} is not empty; choose an empty directory, or pass "
+                       "--overwrite to write into it (files there with the same names are replaced)", {"field": "to"})
+    return RestoreTarget(target, identity, exists)
+
+
+def _check_daemon_place(place: Path, daemon_uid: int) -> None:
+    """Every directory from / down to place is root's or the daemon's, and
+    nobody else may rename things in it (not writable by others, or
+    sticky like /tmp)."""
+    for directory in [place, *place.parents]:
+        st = directory.lstat()
+        if st.st_uid not in (0, daemon_uid) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            raise _conflict(f"{directory} may be changed by other users; restore somewhere only root or the "
+                            "daemon can write")
+
+
+def restorer_identity(users_dir: Path, user: str, daemon_uid: int) -> UserIdentity | None:
+    """The account whose files a restore of `user` brings back: the owner of
+    their tree, else the account of that name; None when there is none."""
+    try:
+        return tree_identity(users_dir / user, user, daemon_uid)
+    except (NotAUser, OSError):
+        pass
+    try:
+        return account_identity(pwd.getpwnam(user).pw_uid, daemon_uid)
+    except (KeyError, NotAUser):
+        return None
 
 
 def remote_source(remote_path: str, user: str, parts: list[str], version: str | None) -> str:
     base = ("versions", version, user) if version else ("backup", user)
     return rclone.dest_path(remote_path, *base, *parts)
-
-
-def copy_args(source: str, target: Path) -> list[str]:
-    return ["copy", source, f"{OUT_REMOTE}:{target}", *rclone.global_args("INFO"),
-            "--stats", "1s", "--stats-log-level", "NOTICE", "--retries", "2", "--low-level-retries", "3",
-            "--create-empty-src-dirs"]
-
-
-def out_env() -> dict[str, str]:
-    return rclone.option_env(OUT_REMOTE, {"type": "local"})
-
-
-async def run_restore(binary: str, dest_env: dict[str, str], remote_path: str, options: dict[str, Any],
-                      log: JobLog, report: Callable[[dict[str, Any]], None]) -> tuple[bool, str | None, dict[str, Any]]:
-    """(ok, error, stats) of one restore."""
-    target = check_target(options["to"], bool(options.get("overwrite")))  # again: the target may have changed
-    source = remote_source(remote_path, options["user"], check_subpath(options.get("path") or ""), options.get("version"))
-    collector = StatsCollector([], dry_run=False)
-
-    def on_record(record: dict[str, Any]) -> None:
-        log.write(record)
-        progress = collector.feed(record)
-        if progress is not None:
-            report(progress)
-
-    result = await rclone.run(binary, copy_args(source, target), {**dest_env, **out_env()}, on_record=on_record,
-                              keep_records=False)
-    stats = collector.stats(0)
-    stats.pop("users")
-    stats.update(target=str(target), source=source.split(":", 1)[1])
-    if result.ok:
-        return True, None, stats
-    error = rclone.failure_message(rclone.classify(collector.errors), collector.errors,
-                                   f"rclone exited with status {result.returncode}")
-    return False, error, stats
 
 
 async def _listing(binary: str, args: list[str], env: dict[str, str], timeout_s: float, what: str,

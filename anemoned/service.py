@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -16,24 +17,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, handlers, remote_jobs
+from . import __version__, access, caps, handlers, monitor_handlers, remote_jobs  # noqa: F401 (registers its methods)
+from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .destinations import Destination
 from .jobs import JobOutcome, JobQueue
 from .logs import event, set_level, setup_logging
+from .monitoring import Monitor
 from .protocol import Request
 from .rclone_version import RcloneUnusable, check_rclone
 from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
 from .store import Store, StoreError
+from .jobrunner import JobContext
+from .restore_job import restore_job
 from .sync_job import run_sync_job
+from .verify import verify_job
 from .systemd_notify import Notifier
 
 
 class Daemon:
     """Everything the RPC handlers act on."""
 
-    def __init__(self, config_path: str, config: Config, rclone_binary: str, rclone_version: str) -> None:
+    def __init__(self, config_path: str, config: Config, rclone_binary: str, rclone_version: str,
+                 sftp_server: str) -> None:
         self.config_path = config_path
         self.config = config
         self.rclone_binary = rclone_binary
@@ -44,15 +51,18 @@ class Daemon:
         prepare_data_dir(config)
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
+        self.attach = AttachServer(config.data_dir / "attach", sftp_server)
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
         job_functions = {
             "sync": self._job(run_sync_job),
-            "restore": self._job(remote_jobs.restore_job),
-            "verify": self._job(remote_jobs.verify_job),
+            "restore": self._job(restore_job),
+            "verify": self._job(verify_job),
             "usage": self._job(remote_jobs.usage_job),
         }
+        self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status)
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
-                             on_finished=lambda job: self.schedules.job_finished(job), on_prune=self._remove_job_logs)
+                             on_finished=self._job_finished, on_prune=self._remove_job_logs,
+                             on_started=self.monitor.job_started)
         self.schedules = ScheduleLoop(self.store, self.jobs, lambda: self.config.timezone, self.refresh_status)
         self.interrupted = self.jobs.recover()
         if self.interrupted:
@@ -75,7 +85,13 @@ class Daemon:
             "next_run": upcoming[1] if upcoming else None,
             "next_run_destination": upcoming[0] if upcoming else None,
             "warnings": self.warnings(),
+            "overdue": self.overdue(),
         }
+
+    def overdue(self) -> list[str]:
+        """Names of the destinations that are overdue now."""
+        return [r["name"] for r in self.store.destination_rows()
+                if self.monitor.overdue_of(Destination.from_row(r)) is not None]
 
     def warnings(self) -> list[str]:
         """Every destination's current warnings, named."""
@@ -92,6 +108,8 @@ class Daemon:
 
     def destinations_changed(self) -> None:
         self.schedules.wake.set()
+        self.monitor.wake.set()
+        self.monitor.write_metrics()
         self.refresh_status()
 
     async def before_destination_removed(self, name: str) -> None:
@@ -104,14 +122,17 @@ class Daemon:
         activity = f"{running} running, {queued} queued" if running or queued else "idle"
         upcoming = self.upcoming()
         nxt = f"; next: {upcoming[0]} at {upcoming[1]}" if upcoming else ""
-        return f"{n} destination{'s' if n != 1 else ''}; {activity}{nxt}"
+        late = self.overdue()
+        overdue = f"; overdue: {', '.join(late)}" if late else ""
+        return f"{n} destination{'s' if n != 1 else ''}; {activity}{nxt}{overdue}"
 
     # -- jobs ------------------------------------------------------------------
 
-    def _job(self, fn: Callable[..., Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
+    def _job(self, fn: Callable[[JobContext], Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
         """A job function bound to the daemon's current config and rclone."""
         async def run(job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
-            return await fn(self.config, self.store, self.rclone_binary, job, report, self.job_log_path(job["id"]))
+            return await fn(JobContext(self.config, self.store, self.rclone_binary, self.attach, job, report,
+                                       self.job_log_path(job["id"])))
         return run
 
     def _catch_up_interrupted(self) -> None:
@@ -124,6 +145,10 @@ class Daemon:
             dest = self.store.destination_row(job["destination"])
             if dest is not None and dest["enabled"]:
                 self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
+
+    def _job_finished(self, job: dict[str, Any]) -> None:
+        self.schedules.job_finished(job)
+        self.monitor.job_finished(job)
 
     def job_log_path(self, job_id: int) -> Path:
         return self.config.job_logs_dir / f"{job_id}.log"
@@ -143,6 +168,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.server.start()
+        self.attach.start()
         self.jobs.pump()  # queued work from before a restart
         self._catch_up_interrupted()
         event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
@@ -151,6 +177,8 @@ class Daemon:
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
         watchdog = asyncio.create_task(self._watchdog())
         scheduler = asyncio.create_task(self.schedules.run())
+        self.monitor.write_metrics()
+        monitor = asyncio.create_task(self.monitor.run())
         try:
             await self.stopping.wait()
         finally:
@@ -158,8 +186,11 @@ class Daemon:
             event(logging.INFO, "anemoned stopping")
             watchdog.cancel()
             scheduler.cancel()
+            monitor.cancel()
             await self.jobs.shutdown()  # running jobs stopped and recorded
+            await self.monitor.close()  # notifications already on their way
             await self.server.close()
+            self.attach.close()
             self.store.close()
             event(logging.INFO, "anemoned stopped")
 
@@ -208,6 +239,19 @@ def prepare_data_dir(config: Config) -> None:
     config.certs_dir.chmod(0o700)
     config.job_logs_dir.mkdir(exist_ok=True, mode=0o750)
     config.tmp_dir.mkdir(exist_ok=True, mode=0o700)
+    config.tmp_dir.chmod(0o700)
+
+
+def trim_capabilities() -> None:
+    """Keep only what starting users' processes needs (caps.trim), and say
+    so when users' trees cannot be read as their owners at all."""
+    try:
+        caps.trim()
+    except OSError as err:
+        event(logging.WARNING, "could not trim capabilities", error=err.strerror or str(err))
+    if os.getuid() != 0 and not (caps.has(caps.CAP_SETUID) and caps.has(caps.CAP_SETGID)):
+        event(logging.WARNING, "no CAP_SETUID/CAP_SETGID: users' trees cannot be read as their owners, so no "
+              "user is backed up (run the daemon as the shipped unit does)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         binary = config.rclone_binary()
         version = check_rclone(binary)
         assert binary is not None
-        daemon = Daemon(args.config, config, binary, version)
+        sftp_server = find_sftp_server()
+        if sftp_server is None:
+            raise RcloneUnusable("OpenSSH's sftp-server is not installed (Debian: apt-get install "
+                                 "openssh-sftp-server); users' trees are read through it")
+        daemon = Daemon(args.config, config, binary, version, sftp_server)
+        trim_capabilities()  # before any child starts
     except ConfigError as err:
         for problem in err.problems:
             event(logging.ERROR, "invalid configuration", path=err.source, problem=problem)
@@ -230,10 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     except (RcloneUnusable, StoreError) as err:
         event(logging.ERROR, "cannot start", reason=str(err))
         return 1
+    except OSError as err:  # data_dir not writable, and the like
+        event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
+        return 1
     try:
         asyncio.run(daemon.run())
     except AlreadyRunning as err:
         event(logging.ERROR, "cannot start", reason=str(err))
+        return 1
+    except OSError as err:  # the socket's directory not ours, and the like
+        event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
         return 1
     return 0
 

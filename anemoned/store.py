@@ -76,6 +76,32 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE destinations ADD COLUMN server_version TEXT;
     """,
+    # 6 -> 7: per-user sync state (what each user's last sync left, so an
+    # unchanged tree costs nothing remote) and the settings around it.
+    """
+    CREATE TABLE user_state (
+        destination  TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        remote_path  TEXT NOT NULL,
+        fingerprint  TEXT,
+        files        INTEGER NOT NULL DEFAULT 0,
+        synced_at    TEXT,
+        full_at      TEXT,
+        PRIMARY KEY (destination, user)
+    );
+    ALTER TABLE destinations ADD COLUMN stall_timeout INTEGER NOT NULL DEFAULT 300;
+    ALTER TABLE destinations ADD COLUMN full_sync_every INTEGER NOT NULL DEFAULT 7;
+    """,
+    # 7 -> 8: monitoring. Notification targets and the dead man's switch
+    # ping URL (each {"url_enc": Fernet token, "shown": redacted form}),
+    # max_age for unscheduled destinations (0: off), and what the overdue
+    # check last told (so it notifies once per episode).
+    """
+    ALTER TABLE destinations ADD COLUMN notifications TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE destinations ADD COLUMN ping TEXT;
+    ALTER TABLE destinations ADD COLUMN max_age_s INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE destinations ADD COLUMN monitor_state TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -136,7 +162,30 @@ class Store:
         self.db.execute(f"UPDATE destinations SET {sets} WHERE name = ?", [*map(_cell, changes.values()), name])
 
     def delete_destination(self, name: str) -> None:
-        self.db.execute("DELETE FROM destinations WHERE name = ?", (name,))
+        with self.transaction():
+            self.db.execute("DELETE FROM user_state WHERE destination = ?", (name,))
+            self.db.execute("DELETE FROM destinations WHERE name = ?", (name,))
+
+    # -- per-user sync state ------------------------------------------------
+
+    def user_states(self, destination: str) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM user_state WHERE destination = ?", (destination,))
+        return {r["user"]: dict(r) for r in rows}
+
+    def save_user_states(self, destination: str, rows: list[dict[str, Any]], removed: list[str]) -> None:
+        """Upsert the given users' rows and delete the removed users', in
+        one transaction (a crash leaves the old state, never half of it)."""
+        with self.transaction():
+            for row in rows:
+                self.db.execute(
+                    "INSERT INTO user_state (destination, user, remote_path, fingerprint, files, synced_at, full_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (destination, user) DO UPDATE SET "
+                    "remote_path = excluded.remote_path, fingerprint = excluded.fingerprint, files = excluded.files, "
+                    "synced_at = excluded.synced_at, full_at = excluded.full_at",
+                    (destination, row["user"], row["remote_path"], row["fingerprint"], row["files"], row["synced_at"],
+                     row["full_at"]))
+            for user in removed:
+                self.db.execute("DELETE FROM user_state WHERE destination = ? AND user = ?", (destination, user))
 
     # -- jobs ---------------------------------------------------------------
 
@@ -182,6 +231,26 @@ class Store:
         ).fetchone()
         return _row(r) if r else None
 
+    def last_real_finished_row(self, destination: str, kind: str) -> dict[str, Any] | None:
+        """The newest job of `kind` that ran to an end (succeeded or
+        failed) and was not a dry run."""
+        r = self.db.execute(
+            "SELECT * FROM jobs WHERE destination = ? AND kind = ? AND dry_run = 0 "
+            "AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1",
+            (destination, kind),
+        ).fetchone()
+        return _row(r) if r else None
+
+    def previous_outcome(self, destination: str, kind: str, before_id: int) -> str | None:
+        """The state of the last real (not dry-run) job of `kind` before
+        job `before_id` that succeeded or failed, or None."""
+        r = self.db.execute(
+            "SELECT state FROM jobs WHERE destination = ? AND kind = ? AND dry_run = 0 AND id < ? "
+            "AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1",
+            (destination, kind, before_id),
+        ).fetchone()
+        return r[0] if r else None
+
     def prune_jobs(self, destination: str, keep: int) -> list[int]:
         """Delete finished jobs of a destination beyond the newest `keep`;
         returns the ids removed (their logs go too)."""
@@ -214,7 +283,7 @@ def _statements(script: str) -> Iterator[str]:
 
 
 _JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state", "options", "verify_schedule",
-                 "verify_schedule_state"}
+                 "verify_schedule_state", "notifications", "ping", "monitor_state"}
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

@@ -1,51 +1,42 @@
-"""The `sync` job: policy around one run of sync.run_sync.
+"""The `sync` job: policy around the sync engine.
 
-Decides the job's settings from the destination (delete limit, versions
-folder, what is remembered of the remote), runs it, turns the result into
-the job's outcome with an operator-facing error, and afterwards removes
-version folders past keep_versions_days (at most once a day; the first
-time a day after the destination's first successful sync, since nothing a
-first sync makes can be old yet, and listing versions/ costs a connection).
+Gathers the local facts (each tree scanned as its user), decides which
+users need rclone (changed since their last success, or due a full sync),
+the delete limit and the versions folder, runs the engine, records per
+user what the sync left (so an unchanged tree costs nothing next time),
+and turns it all into the job's outcome. Afterwards it removes version
+folders past keep_versions_days (at most once a day; the first time a day
+after the destination's first successful sync, since nothing a first sync
+makes can be old yet, and listing versions/ costs a connection).
+
+A job where some users failed (or stalled) and the others were backed up
+is `failed`, with an error naming the users; every user's own status is
+in the stats (succeeded, unchanged, failed, stalled, skipped).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import access, rclone
-from .config import Config
+from . import rclone, usage
 from .destinations import Destination
+from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
 from .logs import event
 from .protocol import RpcError
+from .rclone_stats import new_user_stats
 from .restore import list_versions
-from .store import Store
-from .sync import (JobLog, SyncSettings, delete_limit, parse_version_folder, remembered_remote_users, run_sync,
-                   version_folder)
+from .sync import Engine, SyncResult, SyncSettings
 from .timeutil import iso, utc_now
+from .users import SyncPlan, UserState, discover, make_plan, scan_all
+from .versions import delete_limit, parse_version_folder, version_folder
 
 PRUNE_EVERY = timedelta(days=1)
-
-
-def settings_for(dest: Destination, job: dict[str, Any], last_success_stats: dict[str, Any] | None,
-                 now: datetime) -> SyncSettings:
-    """The settings of a sync job. Pure."""
-    options = job.get("options") or {}
-    known = remembered_remote_users(last_success_stats, dest.remote_path)
-    remote_files = None
-    if known is not None and last_success_stats:
-        remote_files = int(last_success_stats.get("checks", 0)) + int(last_success_stats.get("files_transferred", 0))
-    limit = None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent, remote_files)
-    return SyncSettings(
-        remote_path=dest.remote_path,
-        dry_run=bool(job["dry_run"]),
-        max_delete=limit,
-        versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
-        allow_empty=frozenset(options.get("allow_empty") or ()),
-        known_remote_users=frozenset(known or ()),
-    )
+#: Users named in a job's error; the rest are counted.
+NAMED_IN_ERROR = 5
 
 
 def guard_message(dest: Destination, settings: SyncSettings, refused: int, deleted: int) -> str:
@@ -56,35 +47,136 @@ def guard_message(dest: Destination, settings: SyncSettings, refused: int, delet
             f"(or raise the limits with anemonectl dest edit)")
 
 
-async def run_sync_job(config: Config, store: Store, binary: str, job: dict[str, Any],
-                       report: Callable[[dict[str, Any]], None], log_path: Path) -> JobOutcome:
-    row = store.destination_row(job["destination"])
-    if row is None:
-        return JobOutcome(JobState.FAILED, "the destination no longer exists")
-    dest = Destination.from_row(row)
-    last = store.last_real_success_row(dest.name, "sync")
-    settings = settings_for(dest, job, last["stats"] if last else None, utc_now())
-    log = JobLog(log_path)
+def users_error(users: dict[str, dict[str, Any]]) -> str | None:
+    """`2 of 5 users not backed up: alice (...); bob (...)`, or None."""
+    bad = [(n, u) for n, u in sorted(users.items()) if u["status"] in ("failed", "stalled")]
+    if not bad:
+        return None
+    tried = sum(1 for u in users.values() if u["status"] in ("succeeded", "failed", "stalled"))
+    named = "; ".join(f"{n} {u['status']}: {u.get('error') or ''}".rstrip(": ")[:300] for n, u in bad[:NAMED_IN_ERROR])
+    more = f"; and {len(bad) - NAMED_IN_ERROR} more" if len(bad) > NAMED_IN_ERROR else ""
+    return f"{len(bad)} of {tried} users not backed up: {named}{more}"
+
+
+async def run_sync_job(ctx: JobContext) -> JobOutcome:
+    return await run_job(ctx, _sync, uploads=True)
+
+
+async def _sync(run: JobRun) -> JobOutcome:
+    ctx, dest, log = run.ctx, run.dest, run.log
+    config, store, job = ctx.config, ctx.store, ctx.job
+    now = utc_now()
+    states = {name: UserState(r["remote_path"], r["fingerprint"], r["files"], r["full_at"])
+              for name, r in store.user_states(dest.name).items()}
+    here = {n: s for n, s in states.items() if s.remote_path == dest.remote_path}
+    remote_files = sum(s.files for s in here.values()) if here else None
+    options = run.options
+    settings = SyncSettings(
+        remote_path=dest.remote_path, dry_run=bool(job["dry_run"]),
+        max_delete=None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent,
+                                                                           remote_files),
+        versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
+        allow_empty=frozenset(options.get("allow_empty") or ()), stall_timeout_s=float(dest.stall_timeout))
+    started = asyncio.get_running_loop().time()
+    users, warnings = await asyncio.to_thread(discover, config.users_dir, os.getuid())
     try:
-        env = await access.dest_env(config, binary, dest, uploads=True)
-        result = await run_sync(binary=binary, dest_env=env, users_dir=config.users_dir, work_dir=config.tmp_dir,
-                                job_id=job["id"], settings=settings, log=log, report=report)
-        if result.ok and not settings.dry_run and dest.keep_versions_days > 0:
-            await prune_versions(binary, env, store, dest, log)
-    finally:
-        log.close()
-    for user, u in result.stats.get("users", {}).items():
-        if u.get("warning"):
-            event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=user, reason=u["warning"])
+        users_dev = (await asyncio.to_thread(os.stat, config.users_dir)).st_dev
+    except OSError:
+        users_dev = -1
+    users = await scan_all(users, users_dev)
+    plan = make_plan(users, warnings, here.keys(), settings.allow_empty, states, remote_path=dest.remote_path,
+                     full=bool(options.get("full")) or dest.full_sync_every == 0,
+                     full_every=timedelta(days=dest.full_sync_every), now=now)
+    for name, why in plan.skipped.items():
+        log.note("user skipped", user=name, reason=why)
+        event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=name, reason=why)
+    for warning in plan.warnings:
+        log.note(warning)
+    log.note("plan", changed=len(plan.included), unchanged=len(plan.unchanged), skipped=len(plan.skipped))
+    engine = Engine(ctx.binary, run.env, ctx.attach, config.tmp_dir, job["id"], settings, log, ctx.report,
+                    reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK)
+    result = await engine.run(plan) if plan.synced else SyncResult(True, None, {})
+    stats = job_stats(plan, result, asyncio.get_running_loop().time() - started, settings)
+    if not settings.dry_run:
+        save_states(store, dest, plan, result, now)
+        if result.ok and dest.keep_versions_days > 0:
+            await prune_versions(ctx.binary, run.env, store, dest, log)
     if result.refused_deletes:
-        error = guard_message(dest, settings, result.refused_deletes, result.stats["files_deleted"])
+        error = guard_message(dest, settings, result.refused_deletes, stats["files_deleted"])
         event(logging.ERROR, "delete guard stopped a sync", job=job["id"], dest=dest.name,
               refused=result.refused_deletes, limit=settings.max_delete)
-        return JobOutcome(JobState.FAILED, error, result.stats)
-    return JobOutcome(JobState.SUCCEEDED if result.ok else JobState.FAILED, result.error, result.stats)
+        return JobOutcome(JobState.FAILED, error, stats)
+    if result.ok:
+        return JobOutcome(JobState.SUCCEEDED, None, stats)
+    error = result.error or users_error(result.users) or "the sync failed"
+    if "SSH_FX_FAILURE" in error and await _disk_full(ctx.binary, run.env, dest.remote_path, log, plan):
+        error = f"{rclone.DISK_FULL}: the server has less free space than this sync needs ({error})"
+    for name, u in result.users.items():
+        if u["status"] != "succeeded":
+            event(logging.WARNING, f"user {u['status']}", job=job["id"], dest=dest.name, user=name,
+                  reason=(u.get("error") or "")[:300])
+    return JobOutcome(JobState.FAILED, error, stats)
 
 
-async def prune_versions(binary: str, env: dict[str, str], store: Store, dest: Destination, log: JobLog) -> None:
+async def _disk_full(binary: str, env: dict[str, str], remote_path: str, log: Any, plan: SyncPlan) -> bool:
+    """SFTP v3 reports a full disk only as a generic failure: ask the server
+    how much room is left to tell the operator what happened."""
+    free = (await usage.about(binary, env, remote_path, log.write)).get("free")
+    needed = sum(u.scan.bytes for u in plan.included if u.scan is not None)
+    return isinstance(free, (int, float)) and free < needed
+
+
+def job_stats(plan: SyncPlan, result: SyncResult, duration_s: float, settings: SyncSettings) -> dict[str, Any]:
+    """The job's stats (CONTRACT: job show): totals and one entry per user."""
+    users: dict[str, dict[str, Any]] = {}
+    for name, u in result.users.items():
+        users[name] = {k: v for k, v in u.items() if k != "errors"}
+    for user in plan.unchanged:
+        users[user.name] = new_user_stats("unchanged")
+    for name, why in plan.skipped.items():
+        users[name] = new_user_stats("skipped", why)
+        users[name].pop("errors")
+    for u in users.values():
+        u.pop("errors", None)
+    stats: dict[str, Any] = {
+        "files_transferred": sum(u["files_transferred"] for u in users.values()),
+        "bytes_transferred": sum(u["bytes_transferred"] for u in users.values()),
+        "files_deleted": sum(u["files_deleted"] for u in users.values()),
+        "checks": result.checks,
+        "errors": sum(1 for u in users.values() if u["status"] in ("failed", "stalled")),
+        "duration_s": round(duration_s, 3),
+        "users": users,
+        "remote_path": settings.remote_path,
+        "users_changed": len(plan.included), "users_unchanged": len(plan.unchanged),
+    }
+    if plan.warnings:
+        stats["warnings"] = plan.warnings
+    if not plan.synced:
+        stats.setdefault("warnings", []).append(
+            "no user has anything to back up" if not plan.unchanged else "nothing changed since the last sync")
+    if settings.versions_folder and not settings.dry_run:
+        stats["versions_folder"] = settings.versions_folder
+    return stats
+
+
+def save_states(store: Any, dest: Destination, plan: SyncPlan, result: SyncResult, now: datetime) -> None:
+    """What this sync left, per user: a success records the fingerprint the
+    tree had when it was scanned (a change made during the sync shows at the
+    next one); anything else forgets it, so the next sync lists the remote
+    for that user again. Trees mirrored as empty are forgotten entirely."""
+    rows = []
+    for user in plan.included:
+        u = result.users.get(user.name)
+        if u is None or user.scan is None:
+            continue
+        ok = u["status"] == "succeeded"
+        rows.append({"user": user.name, "remote_path": dest.remote_path, "fingerprint": user.scan.fingerprint if ok else None,
+                     "files": user.scan.files, "synced_at": iso(now) if ok else None, "full_at": iso(now) if ok else None})
+    emptied = [] if not result.ok else sorted(plan.synced - {u.name for u in plan.included})
+    store.save_user_states(dest.name, rows, emptied)
+
+
+async def prune_versions(binary: str, env: dict[str, str], store: Any, dest: Destination, log: Any) -> None:
     """Remove version folders older than keep_versions_days, at most once a
     day; a failure here is logged and does not fail the sync."""
     now = utc_now()

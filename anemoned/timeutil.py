@@ -11,3 +11,12 @@ def utc_now() -> datetime:
 def iso(moment: datetime | None) -> str | None:
     """ISO-8601 with a UTC offset, to the second (CONTRACT: times)."""
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else None
+
+
+def instant(text: object) -> datetime | None:
+    """A stored ISO-8601 time as an aware datetime (UTC when it has no
+    offset); None for an empty or missing value."""
+    if not isinstance(text, str) or not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -1,35 +1,67 @@
 """Verify jobs: is what is on the server the same as the local source?
 
-`rclone check` compares every file by hash (md5, computed on the server by
-md5sum over SSH and locally), or, where the server cannot hash, by
-downloading it (--download). This is the end-to-end content check that a
-fast sync (sizes and modification times only) leaves to a separate job.
-Per user it reports the files missing on the server, extra on the server
-and differing; the job fails if any is missing or differs.
+Every file is compared by md5: computed locally by an rclone running as
+the tree's owner (so it reads nothing its owner could not), and on the
+server by md5sum over SSH, or, where the server cannot hash or the
+operator asks for it (`verify --download`), by downloading the file. This
+is the end-to-end content check that a fast sync (sizes and modification
+times only) leaves to a separate job. Per user it reports the files
+missing on the server, extra on the server and differing; the job fails if
+any is missing, differs, or could not be compared.
 """
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import rclone
-from .sync import JobLog, include_rules, scan_users, source_env
+from .joblog import JobLog
+from .jobrunner import JobContext, JobRun, run_job
+from .jobs import JobOutcome, JobState
+from .sync import include_rules
+from .users import LocalUser, discover, scan_all
 
 #: Names listed per user and category in the job's stats (counts are exact).
 NAMES_KEPT = 50
 
 
-def parse_combined(text: str) -> dict[str, dict[str, list[str]]]:
-    """rclone check --combined output -> user -> category -> paths."""
-    kinds = {"+": "missing", "-": "extra", "*": "differ", "!": "error", "=": "same"}
-    out: dict[str, dict[str, list[str]]] = {}
+def parse_sums(text: str, prefix_user: str | None = None) -> dict[str, str]:
+    """`rclone md5sum` output ("HASH  path" lines) -> path -> hash; with
+    prefix_user, paths get "user/" in front (a local tree's sums)."""
+    out: dict[str, str] = {}
     for line in text.splitlines():
-        if len(line) < 3 or line[0] not in kinds or line[1] != " ":
+        digest, sep, path = line.partition("  ")
+        if not sep or not path:
             continue
-        path = line[2:]
-        user = path.split("/", 1)[0]
-        out.setdefault(user, {k: [] for k in kinds.values()})[kinds[line[0]]].append(path)
+        out[f"{prefix_user}/{path}" if prefix_user else path] = digest.strip()
+    return out
+
+
+def compare(local: dict[str, str], remote: dict[str, str]) -> dict[str, dict[str, list[str]]]:
+    """user -> missing / extra / differ / same -> paths ("user/..."). A hash
+    that is empty on either side counts as an error, never as the same."""
+    kinds = ("missing", "extra", "differ", "error", "same")
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def add(path: str, kind: str) -> None:
+        out.setdefault(path.split("/", 1)[0], {k: [] for k in kinds})[kind].append(path)
+
+    for path, digest in local.items():
+        if path not in remote:
+            add(path, "missing")
+        elif not digest or not remote[path]:
+            add(path, "error")
+        else:
+            add(path, "same" if digest == remote[path] else "differ")
+    for path in remote.keys() - local.keys():
+        add(path, "extra")
+    for lists in out.values():
+        for paths in lists.values():
+            paths.sort()
     return out
 
 
@@ -52,36 +84,81 @@ def summarise(report: dict[str, dict[str, list[str]]], users: list[str]) -> dict
     return {"totals": totals, "users": per_user}
 
 
-async def run_verify(binary: str, hashing_env: dict[str, str], users_dir: Path, remote_path: str, only_user: str | None,
-                     work_dir: Path, job_id: int, log: JobLog,
-                     report: Callable[[dict[str, Any]], None]) -> tuple[bool, str | None, dict[str, Any]]:
-    started = time.monotonic()
-    users = [u for u in scan_users(users_dir)[0] if u.problem is None and (only_user is None or u.name == only_user)]
-    if not users:
-        return False, f"no local backup/ tree to verify{' for ' + only_user if only_user else ''}", {}
-    filters = work_dir / f"job-{job_id}.verify-filter"
-    combined = work_dir / f"job-{job_id}.combined"
-    # Only the verified users' directories are compared: other remote user
-    # directories are not this check's business.
-    filters.write_text(include_rules(u.name for u in users))
-    env = {**hashing_env, **source_env(users)}
+async def local_sums(binary: str, user: LocalUser, timeout_s: float) -> tuple[dict[str, str], list[str]]:
+    """md5 of every file of the user's tree, computed by an rclone running
+    as that user (it holds no secret: local files only); and its errors."""
+    assert user.identity is not None
+    proc = await asyncio.create_subprocess_exec(
+        *rclone.DIE_WITH_PARENT, binary, "md5sum", str(user.backup_dir), "--one-file-system",
+        *rclone.global_args("ERROR"),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8", "RCLONE_CACHE_DIR": "/nonexistent"}, cwd="/",
+        start_new_session=True, **user.identity.popen_args())
     try:
-        download = False
-        for _ in range(2):
-            args = ["check", f"{rclone.SRC_REMOTE}:", rclone.dest_path(remote_path, "backup"),
-                    *rclone.global_args("NOTICE"), "--filter-from", str(filters), "--combined", str(combined),
-                    "--one-file-system", "--retries", "1", *(["--download"] if download else [])]
-            result = await rclone.run(binary, args, env, on_record=log.write)
-            no_hash = any("no hashes in common" in str(r.get("msg", "")).lower()
-                          or "no common hash" in str(r.get("msg", "")).lower() for r in result.records)
-            if not no_hash or download:
-                break
-            download = True  # the server cannot hash: compare by downloading
-        summary = summarise(parse_combined(combined.read_text(errors="replace") if combined.exists() else ""),
-                            [u.name for u in users])
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        await proc.wait()
+        raise
+    errors = [str(rclone.parse_log_line(line).get("msg")) for line in err.splitlines() if line.strip()]
+    return parse_sums(out.decode(errors="replace"), user.name), errors
+
+
+async def remote_sums(binary: str, env: dict[str, str], remote_path: str, names: list[str], work_dir: Path,
+                      job_id: int, download: bool, log: JobLog) -> tuple[dict[str, str], rclone.RcloneResult]:
+    filters = work_dir / f"job-{job_id}.verify-filter"
+    filters.write_text(include_rules(names))
+    try:
+        args = ["md5sum", rclone.dest_path(remote_path, "backup"), *rclone.global_args("NOTICE"),
+                "--filter-from", str(filters), *(["--download"] if download else [])]
+        result = await rclone.run(binary, args, env, on_record=log.write, capture_stdout=True)
     finally:
         filters.unlink(missing_ok=True)
-        combined.unlink(missing_ok=True)
+    return parse_sums(result.stdout.decode(errors="replace")), result
+
+
+def _no_hash(result: rclone.RcloneResult) -> bool:
+    text = " ".join(str(r.get("msg", "")) for r in result.records).lower()
+    return "hash type not supported" in text or "hash unsupported" in text or "no common hash" in text
+
+
+async def run_verify(run: JobRun) -> JobOutcome:
+    ctx, log = run.ctx, run.log
+    started = time.monotonic()
+    only_user = run.options.get("user")
+    found, _ = await asyncio.to_thread(discover, ctx.config.users_dir, os.getuid())
+    users_dev = (await asyncio.to_thread(os.stat, ctx.config.users_dir)).st_dev
+    found = await scan_all([u for u in found if only_user is None or u.name == only_user], users_dev)
+    users = [u for u in found if u.problem is None]
+    if not users:
+        return JobOutcome(JobState.FAILED, f"no local backup/ tree to verify{' for ' + only_user if only_user else ''}", {})
+    local: dict[str, str] = {}
+    local_errors: dict[str, list[str]] = {}
+    for user in users:
+        sums, errors = await local_sums(ctx.binary, user, float(run.dest.stall_timeout) * 10)
+        local.update(sums)
+        if errors:
+            local_errors[user.name] = errors
+    download = bool(run.options.get("download"))
+    remote, result = await remote_sums(ctx.binary, run.env, run.dest.remote_path, [u.name for u in users],
+                                       ctx.config.tmp_dir, ctx.job["id"], download, log)
+    if not result.ok and not download and _no_hash(result):
+        download = True  # the server cannot hash: compare by downloading
+        remote, result = await remote_sums(ctx.binary, run.env, run.dest.remote_path, [u.name for u in users],
+                                           ctx.config.tmp_dir, ctx.job["id"], download, log)
+    if not result.ok:
+        messages = rclone.messages_of(result)
+        return JobOutcome(JobState.FAILED, rclone.failure_message(rclone.classify(messages), messages,
+                                                                  "rclone md5sum failed"),
+                          {"method": None, "duration_s": round(time.monotonic() - started, 3)})
+    summary = summarise(compare(local, remote), [u.name for u in users])
+    for name, errors in local_errors.items():
+        summary["users"][name]["errors"] += len(errors)
+        summary["users"][name]["status"] = "failed"
+        summary["totals"]["error"] += len(errors)
     t = summary["totals"]
     stats = {"files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0,
              "checks": t["same"] + t["differ"], "errors": t["error"], "duration_s": round(time.monotonic() - started, 3),
@@ -94,11 +171,12 @@ async def run_verify(binary: str, hashing_env: dict[str, str], users_dir: Path, 
     if t["missing"]:
         names = [f for u in summary["users"].values() for f in u["missing_files"]]
         problems.append(f"{t['missing']} file(s) missing on the server: {', '.join(names[:5])}")
-    if problems:
-        return False, "; ".join(problems), stats
-    if not result.ok and t["error"] == 0 and not t["same"]:
-        messages = rclone.error_messages(result.records)
-        return False, rclone.failure_message(rclone.classify(messages), messages, "rclone check failed"), stats
     if t["error"]:
-        return False, f"{t['error']} file(s) could not be compared", stats
-    return True, None, stats
+        problems.append(f"{t['error']} file(s) could not be compared")
+    if problems:
+        return JobOutcome(JobState.FAILED, "; ".join(problems), stats)
+    return JobOutcome(JobState.SUCCEEDED, None, stats)
+
+
+async def verify_job(ctx: JobContext) -> JobOutcome:
+    return await run_job(ctx, run_verify, hashcheck=True)

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from . import accounts
 
 if TYPE_CHECKING:
     from .sshd import SshServer
@@ -28,12 +32,42 @@ ANEMONECTL = str(BIN / "anemonectl")
 
 
 class DaemonProcess:
+    """The daemon as the unit runs it: when we are root, as its own account
+    (accounts.DAEMON_ACCOUNT) with the unit's capabilities, via setpriv.
+
+    Users own their trees on a real server; tests write them as root, so
+    every tree still owned by root is handed to its own account
+    (accounts.for_tree) before a command that reads trees (own_trees)."""
+
     def __init__(self, workdir: Path, **config: Any) -> None:
-        self.dir = workdir
+        self.as_root = os.getuid() == 0
+        if self.as_root and (workdir.is_symlink() or (workdir.is_dir() and any(workdir.iterdir()))):
+            self.dir = workdir.resolve()  # a second daemon on the same directory
+        elif self.as_root:
+            # Somewhere the daemon's account and the users can reach
+            # (pytest's temporary directories are 0700 root); workdir
+            # points there.
+            self.dir = Path(tempfile.mkdtemp(prefix=f"anemone-{workdir.name}-"))
+            workdir.parent.mkdir(parents=True, exist_ok=True)
+            if workdir.is_dir():
+                workdir.rmdir()  # made empty by the caller (tmp_path_factory)
+            workdir.symlink_to(self.dir)
+        else:
+            self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.dir / "data"
         self.users_dir = self.dir / "users"
         self.users_dir.mkdir(exist_ok=True)
+        if self.as_root:
+            account = accounts.ensure(accounts.DAEMON_ACCOUNT)
+            self.uid, self.gid = account.pw_uid, account.pw_gid
+            self.dir.chmod(0o755)
+            os.chown(self.dir, self.uid, self.gid)
+            self.users_dir.chmod(0o755)
+            self.data_dir.mkdir(exist_ok=True)
+            os.chown(self.data_dir, self.uid, self.gid)
+        else:
+            self.uid, self.gid = os.getuid(), os.getgid()
         self.socket = Path(config.pop("socket", self.dir / "anemoned.sock"))
         self.config_path = self.dir / "anemoned.yaml"
         self.log = self.dir / "anemoned.log"
@@ -63,8 +97,15 @@ class DaemonProcess:
         # daemon's queue never fills up.
         self._reader = threading.Thread(target=self._read_notifications, args=(self.notify,), daemon=True)
         self._reader.start()
+        self.config_path.chmod(0o644)
+        if self.as_root:
+            notify_path.chmod(0o666)
+            # Like systemd's RuntimeDirectory=: the socket's directory is the daemon's.
+            if self.socket.parent.stat().st_uid == 0 and self.socket.parent != self.dir:
+                os.chown(self.socket.parent, self.uid, self.gid)
+        prefix = accounts.setpriv_prefix(accounts.DAEMON_ACCOUNT) if self.as_root else []
         self.proc = subprocess.Popen(
-            [ANEMONED, "--config", str(self.config_path)],
+            [*prefix, ANEMONED, "--config", str(self.config_path)],
             stdout=subprocess.DEVNULL, stderr=None if log_to_terminal else self.log.open("ab"),
             env={**os.environ, "NOTIFY_SOCKET": str(notify_path), **(env or {})},
         )
@@ -119,6 +160,11 @@ class DaemonProcess:
             self.notify.close()
             self.notify = None
 
+    def cleanup(self) -> None:
+        """Remove the work directory made outside pytest's (as root)."""
+        if self.as_root:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
     def kill(self) -> None:
         """SIGKILL: no chance to clean up, as in a crash."""
         assert self.proc is not None
@@ -129,7 +175,18 @@ class DaemonProcess:
 
     # -- the real client ----------------------------------------------------
 
+    def own_trees(self) -> None:
+        """Hand every tree in users_dir still owned by root to its account."""
+        if not self.as_root:
+            return
+        for entry in os.scandir(self.users_dir):
+            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == 0:
+                account = accounts.for_tree(entry.name)
+                accounts.chown_tree(Path(entry.path), account.pw_uid, account.pw_gid)
+
     def ctl(self, *args: str, stdin: str | None = None, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        if args and args[0] in ("sync", "verify"):
+            self.own_trees()
         return subprocess.run(
             [ANEMONECTL, "--socket", str(self.socket), *args],
             input=stdin, capture_output=True, text=True, timeout=timeout_s,

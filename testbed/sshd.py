@@ -33,18 +33,28 @@ SFTP_USER = "anemone-sftp"
 _password: str | None = None
 
 
+#: Where the account's password is kept between test processes (root only),
+#: so that test runs side by side do not change it under each other.
+_PASSWORD_FILE = Path("/run/anemone-test-sftp-password")
+
+
 def _ensure_sftp_user() -> str:
-    """Create SFTP_USER if needed and give it a fresh password (an account
-    without one is locked, and sshd refuses even key logins to it)."""
+    """Create SFTP_USER if needed, with a password (an account without one is
+    locked, and sshd refuses even key logins to it), kept in _PASSWORD_FILE."""
     global _password
     if _password is None:
         try:
             pwd.getpwnam(SFTP_USER)
-        except KeyError:
+            _password = _PASSWORD_FILE.read_text().strip() or None
+        except (KeyError, OSError):
             subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                            "--shell", "/bin/sh", SFTP_USER], check=True)
-        _password = "pw-" + secrets.token_urlsafe(12)
-        subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{_password}\n", text=True, check=True)
+                            "--shell", "/bin/sh", SFTP_USER], capture_output=True)
+        if _password is None:
+            _password = "pw-" + secrets.token_urlsafe(12)
+            subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{_password}\n", text=True, check=True)
+            fd = os.open(_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(_password)
     return _password
 
 

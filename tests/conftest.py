@@ -28,6 +28,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield make
     for d in started:
         d.stop()
+        d.cleanup()
 
 
 @pytest.fixture
@@ -41,3 +42,9 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     server.start()
     yield server
     server.cleanup()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Accounts made for the tests go when the tests end."""
+    from testbed import accounts
+    accounts.remove_all()

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 
+from testbed import accounts
 from testbed.daemon import ANEMONED, DaemonProcess
 
 
@@ -76,7 +77,9 @@ def test_stale_socket_is_replaced_and_a_live_one_is_not(make_daemon, tmp_path):
     second = DaemonProcess(first.dir)  # same socket, same data dir
     second.config_path = first.dir / "second.yaml"
     second.write_config()
-    res = subprocess.run([ANEMONED, "--config", str(second.config_path)], capture_output=True, text=True, timeout=30)
+    as_unit = accounts.setpriv_prefix(accounts.DAEMON_ACCOUNT) if second.as_root else []
+    res = subprocess.run([*as_unit, ANEMONED, "--config", str(second.config_path)], capture_output=True, text=True,
+                         timeout=30)
     assert res.returncode == 1 and "already listening" in res.stderr
     assert first.ctl("status").returncode == 0  # the live daemon was not disturbed
 

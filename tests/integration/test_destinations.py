@@ -101,8 +101,9 @@ def test_failure_classes_produced_for_real(env, tmp_path):
     sshd.authorized_keys.write_text(saved)
 
     # the wrong key (a valid private key the server does not know)
-    other = tmp_path / "other_key"
+    other = daemon.data_dir / "certs/other_key"  # the daemon's, where its keys live
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    os.chown(other, daemon.uid, daemon.gid)
     daemon.ctl_json("dest", "edit", "d", "--key-file", str(other))
     code, lines = _test(daemon, "d")
     assert code == 1 and lines[0].startswith("authentication failed:")

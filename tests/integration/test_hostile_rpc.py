@@ -19,7 +19,7 @@ JSON = st.recursive(
 )
 FIELDS = ["name", "host", "port", "user", "key_file", "password", "remote_path", "enabled", "host_key_fingerprint",
           "trust_host_key", "destination", "dry_run", "id", "limit", "timeout_s", "schedule", "force", "create_path",
-          "allow_deletes", "allow_empty", "catch_up", "max_delete"]
+          "allow_deletes", "allow_empty", "catch_up", "max_delete", "url", "policy", "max_age"]
 PARAMS = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), JSON, max_size=6)
 # Methods that would wait or reach out are fuzzed with bounds that keep
 # every packet on loopback and every wait short.

@@ -29,13 +29,14 @@ def synced(daemon: DaemonProcess, sshd: SshServer):
     return daemon, remote
 
 
-def test_round_trip_sub_path_version_and_refusals(synced, tmp_path):
+def test_round_trip_sub_path_version_and_refusals(synced):
     daemon, remote = synced
+    places = daemon.data_dir  # a place no user owns: the daemon makes each target itself, 0700
     alice = daemon.users_dir / "alice/backup"
     original = tree(alice)
 
     # the user loses everything locally; the restore brings it all back
-    target = tmp_path / "restored"
+    target = places / "restored"
     job = daemon.ctl_json("restore", "d", "--user", "alice", "--to", str(target), "--wait")
     assert job["state"] == "succeeded" and job["stats"]["files_transferred"] == 3
     assert tree(target) == original  # content and modification times
@@ -43,7 +44,7 @@ def test_round_trip_sub_path_version_and_refusals(synced, tmp_path):
     listing = daemon.ctl_json("restore", "d", "--user", "alice", "--list", "--path", "docs")
     assert sorted(e["path"] for e in listing["entries"] if not e["is_dir"]) == ["a.txt", "deep/b.txt"]
 
-    sub = tmp_path / "sub"
+    sub = places / "sub"
     assert daemon.ctl_json("restore", "d", "--user", "alice", "--path", "docs/deep", "--to", str(sub), "--wait")["state"] == "succeeded"
     assert tree(sub) == {"b.txt": original["docs/deep/b.txt"]}
 
@@ -59,16 +60,16 @@ def test_round_trip_sub_path_version_and_refusals(synced, tmp_path):
     changed = daemon.ctl_json("sync", "d", "--wait")
     folder = changed["stats"]["versions_folder"]
     assert daemon.ctl_json("dest", "versions", "d") == [folder]
-    old = tmp_path / "old"
+    old = places / "old"
     job = daemon.ctl_json("restore", "d", "--user", "alice", "--version", folder, "--to", str(old), "--wait")
     assert job["state"] == "succeeded"
     assert tree(old) == {"docs/a.txt": original["docs/a.txt"]}
 
     for bad, field in ((["--user", "../etc"], "user"), (["--user", "alice", "--path", "../../x"], "path"),
                        (["--user", "alice", "--version", "yesterday"], "version")):
-        res = daemon.ctl("restore", "d", *bad, "--to", str(tmp_path / "never"))
+        res = daemon.ctl("restore", "d", *bad, "--to", str(places / "never"))
         assert res.returncode == 2 and field in res.stderr
-    assert not (tmp_path / "never").exists()
+    assert not (places / "never").exists()
 
 
 def test_verify_passes_then_names_a_file_changed_behind_its_back(synced):

@@ -86,8 +86,15 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
     assert set(job) >= {"id", "destination", "kind", "state", "dry_run", "queued_at", "started_at", "finished_at", "error", "stats"}
     assert set(st) >= {"files_transferred", "bytes_transferred", "files_deleted", "checks", "errors", "duration_s", "users"}
 
+    # Nothing changed: no user's tree differs from what their last sync
+    # left, so no rclone runs at all; a full sync compares every file.
     again = sync(daemon)
-    assert (again["stats"]["files_transferred"], again["stats"]["bytes_transferred"], again["stats"]["checks"]) == (0, 0, 7)
+    assert (again["stats"]["files_transferred"], again["stats"]["bytes_transferred"], again["stats"]["checks"]) == (0, 0, 0)
+    assert {u: again["stats"]["users"][u]["status"] for u in ("alice", "bob", "charlie")} == dict.fromkeys(
+        ("alice", "bob", "charlie"), "unchanged")
+    assert not (daemon.data_dir / "job-logs" / f"{again['id']}.log").read_text().count('"stats"')
+    full = sync(daemon, "d0", "--full")
+    assert (full["stats"]["files_transferred"], full["stats"]["bytes_transferred"], full["stats"]["checks"]) == (0, 0, 7)
 
     write(users / "bob/backup/a/b/c/d/deep.txt", "deeper now", t0 + 100)
     (users / "alice/backup/-leading-dash").unlink()

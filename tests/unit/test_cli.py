@@ -1,7 +1,7 @@
 import pytest
 
 from anemoned.protocol import ErrorCode
-from anemonectl import cli
+from anemonectl import cli, dest_options
 
 
 @pytest.mark.parametrize("code, exit_code", [
@@ -41,3 +41,17 @@ def test_usage_error_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["dest", "add", "x"])
     assert info.value.code == 2
+
+
+def test_monitoring_commands_take_no_url_on_the_command_line():
+    parser = cli.build_parser()
+    args = parser.parse_args(["dest", "notify", "add", "offsite", "--on", "recovery"])
+    assert (args.name, args.on) == ("offsite", "recovery")
+    assert parser.parse_args(["dest", "notify", "add", "offsite"]).on == "failure"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["dest", "notify", "add", "offsite", "ntfys://ntfy.sh/topic"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["dest", "ping-url", "offsite", "https://hc-ping.com/uuid"])
+    assert parser.parse_args(["dest", "notify", "remove", "offsite", "2"]).id == 2
+    assert parser.parse_args(["dest", "ping-url", "offsite", "--off"]).off is True
+    assert dest_options.fields(parser.parse_args(["dest", "edit", "offsite", "--max-age", "36h"])) == {"max_age": "36h"}

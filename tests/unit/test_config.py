@@ -46,3 +46,22 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_metrics_textfile_is_off_by_default_and_must_be_a_prom_file():
+    assert parse_config({}).metrics_textfile is None
+    assert str(parse_config({"metrics_textfile": "/var/lib/node_exporter/anemone.prom"}).metrics_textfile) \
+        == "/var/lib/node_exporter/anemone.prom"
+    for bad in ("anemone.prom", "/var/lib/node_exporter/anemone.txt", "/x/.prom", 3):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"metrics_textfile": bad})
+        assert err.value.problems[0].startswith("metrics_textfile: ")
+
+
+def test_the_sample_config_names_every_key():
+    import yaml
+    from pathlib import Path
+    from anemoned.config import SCHEMA
+    sample = yaml.safe_load((Path(__file__).resolve().parents[2] / "etc/anemone/anemoned.yaml").read_text())
+    assert set(SCHEMA) - {"users_dir"} <= set(sample)
+    parse_config(sample)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from anemoned import rclone
 from anemoned.destinations import check_host, check_name, check_remote_path, check_user
 from anemoned.protocol import ErrorCode, RpcError
-from anemoned.sync import include_rules, safe_user_name
+from anemoned.sync import include_rules
+from anemoned.users import safe_user_name
 
 NASTY = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80) | st.sampled_from(
     ["x,key_file=/etc/shadow", ":sftp,host=evil:", "a=b", "'q'", '"q"', "-oProxyCommand=sh", "..", "/../etc", "a\nb"])

@@ -38,3 +38,15 @@ def test_pipe_gets_plain_lines_at_most_every_ten_seconds(monkeypatch):
         p.show(JOB)
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and "\r" not in out.getvalue()
+
+
+def test_destination_shows_monitoring_without_secrets():
+    d = {"name": "d", "enabled": True, "user": "u", "host": "h", "port": 22, "auth": "key", "key_file": "k",
+         "remote_path": "/r", "host_key_fingerprint": None, "schedule": {"kind": "off"}, "max_delete": 1,
+         "max_delete_percent": 1, "keep_versions_days": 0, "max_age": "36h", "ping_url": "https://hc-ping.com/…",
+         "notifications": [{"id": 1, "policy": "failure", "url": "ntfys://ntfy.sh/…"}],
+         "warnings": ["overdue since 2026-11-28T02:30:00+00:00: no successful sync yet, allowed age 36h (max_age)"]}
+    text = render.destination(d)
+    assert "max age:     36h" in text and "notify:      1: ntfys://ntfy.sh/… (on failure)" in text
+    assert "ping URL:    https://hc-ping.com/…" in text and "warning:     overdue since" in text
+    assert render.notification_table([]).startswith("No notification targets")

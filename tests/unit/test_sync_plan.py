@@ -1,14 +1,22 @@
 """Pure parts of a sync: who is synced, what is kept, how rclone is told."""
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from anemoned.sync import (LocalUser, StatsCollector, combine_upstreams, include_rules, make_plan,
-                           remembered_remote_users, safe_user_name, scan_users, sync_args)
+from anemoned.identity import UserIdentity
+from anemoned.rclone_stats import StatsCollector
+from anemoned.sync import include_rules, source_env, sync_args
+from anemoned.users import LocalUser, UserState, make_plan, safe_user_name
+from anemoned.usertree import TreeScan, parse
+from anemoned.versions import delete_limit
+
+ALICE = UserIdentity(1000, 1000, (1000,), "alice")
 
 
-def u(name, problem=None):
-    return LocalUser(name, Path(f"/users/{name}/backup"), problem)
+def u(name, problem=None, fingerprint="fp"):
+    scan = TreeScan(fingerprint, 1, 1, None) if problem is None else None
+    return LocalUser(name, Path(f"/users/{name}/backup"), problem, ALICE if problem is None else None, scan)
 
 
 def test_plan_syncs_only_users_with_something_to_send():
@@ -25,9 +33,26 @@ def test_plan_syncs_only_users_with_something_to_send():
 def test_plan_mirrors_an_allowed_empty_or_gone_tree():
     users = [u("alice"), u("bob", "backup/ is empty"), u("dave", "no backup/ directory")]
     plan = make_plan(users, [], remote_users=["bob", "dave", "gone"], allow_empty=["bob", "dave", "gone"])
-    assert [x.name for x in plan.included] == ["alice", "bob"]  # bob: an empty tree to mirror
-    assert plan.synced == {"alice", "bob", "dave", "gone"}  # dave and gone: removed remotely
+    assert [x.name for x in plan.included] == ["alice"]  # bob's empty tree needs no reader: its remote copy goes
+    assert plan.synced == {"alice", "bob", "dave", "gone"}  # bob, dave and gone: removed remotely
     assert plan.skipped == {}
+
+
+def test_plan_leaves_out_users_whose_tree_did_not_change_until_a_full_sync_is_due():
+    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    recent = (now - timedelta(days=1)).isoformat()
+    old = (now - timedelta(days=8)).isoformat()
+    states = {"alice": UserState("/r", "fp", 1, recent), "bob": UserState("/r", "other", 1, recent),
+              "carol": UserState("/r", "fp", 1, old), "dave": UserState("/r", None, 1, recent),
+              "erin": UserState("/elsewhere", "fp", 1, recent)}
+    users = [u(n) for n in ("alice", "bob", "carol", "dave", "erin", "fay")]
+    plan = make_plan(users, [], states.keys(), (), states, remote_path="/r", full=False, now=now)
+    # alice: same tree, full sync not due; bob changed; carol's full sync is due (7 days);
+    # dave's last attempt failed; erin synced to another remote path; fay is new.
+    assert [x.name for x in plan.unchanged] == ["alice"]
+    assert [x.name for x in plan.included] == ["bob", "carol", "dave", "erin", "fay"]
+    full = make_plan(users, [], states.keys(), (), states, remote_path="/r", full=True, now=now)
+    assert not full.unchanged and len(full.included) == 6
 
 
 def test_include_rules_name_the_users_and_end_by_excluding_the_rest():
@@ -35,11 +60,18 @@ def test_include_rules_name_the_users_and_end_by_excluding_the_rest():
     assert len(include_rules(f"u{i}" for i in range(1001)).splitlines()) == 3 + 1  # 500 names a rule
     with pytest.raises(ValueError):
         include_rules(["a,*"])
+    # a mount point inside a tree is left out, its name taken literally
+    assert include_rules(["a"], {"a": ("m n/x*[1]",)}) == "- /a/m n/x\\*\\[1\\]/**\n+ /{a}/**\n- **\n"
 
 
-def test_combine_upstreams_quote_each_entry():
-    users = [LocalUser("alice", Path('/srv/my "users"/alice/backup'), None), u("bob")]
-    assert combine_upstreams(users) == '"alice=/srv/my ""users""/alice/backup" "bob=/users/bob/backup"'
+def test_source_is_a_combine_of_one_sftp_remote_per_user_quoted_and_reading_nothing_else():
+    users = [LocalUser("alice", Path('/srv/my "users"/alice/backup'), None, ALICE), u("bob")]
+    env = source_env(users, ['"/py" "relay" "tok1"', '"/py" "relay" "tok2"'])
+    assert env["RCLONE_CONFIG_SRC_UPSTREAMS"] == '"alice=u0:/srv/my ""users""/alice/backup" "bob=u1:/users/bob/backup"'
+    assert env["RCLONE_CONFIG_U1_SSH"] == '"/py" "relay" "tok2"'
+    for i in (0, 1):  # no command ever runs through the reader but its SFTP session
+        assert env[f"RCLONE_CONFIG_U{i}_SHELL_TYPE"] == "none" and env[f"RCLONE_CONFIG_U{i}_SKIP_LINKS"] == "true"
+        assert env[f"RCLONE_CONFIG_U{i}_MD5SUM_COMMAND"] == "none"
 
 
 def test_safe_user_names():
@@ -51,14 +83,7 @@ def test_sync_args_target_backup_under_remote_path():
     args = sync_args("/srv/b", Path("/d/f"), dry_run=True)
     assert args[:3] == ["sync", "src:", "dest:/srv/b/backup"]
     assert "--dry-run" in args and args[args.index("--filter-from") + 1] == "/d/f"
-    assert "--one-file-system" in args and "--use-json-log" in args
-
-
-def test_memory_of_remote_users_only_for_the_same_remote_path():
-    stats = {"remote_path": "/srv/b", "remote_users": ["alice"]}
-    assert remembered_remote_users(stats, "/srv/b") == ["alice"]
-    assert remembered_remote_users(stats, "/srv/other") is None
-    assert remembered_remote_users(None, "/srv/b") is None
+    assert "--use-json-log" in args
 
 
 def test_stats_from_rclone_json_records():
@@ -68,31 +93,38 @@ def test_stats_from_rclone_json_records():
     c.feed({"level": "info", "msg": "Deleted", "object": "bob/old", "objectType": "*sftp.Object"})
     c.feed({"level": "info", "msg": "Set directory modification time", "object": "alice/a", "objectType": "string"})
     c.feed({"level": "error", "msg": "Failed to copy: permission denied", "object": "alice/x", "objectType": "*combine.Object"})
+    c.feed({"level": "error", "msg": "Attempt 1/3 failed with 1 errors and: permission denied"})
+    c.feed({"level": "error", "msg": "couldn't connect SSH: connection refused"})
     progress = c.feed({"level": "notice", "msg": "", "stats": {"bytes": 15, "totalBytes": 30, "transfers": 2, "totalTransfers": 3,
                                                              "checks": 0, "deletes": 1, "errors": 1, "speed": 1.5, "eta": 2,
                                                              "transferring": [{"name": "bob/big"}]}})
     assert progress["current_user"] == "bob" and progress["total_bytes"] == 30
-    st = c.stats(1.234)
-    assert (st["files_transferred"], st["bytes_transferred"], st["files_deleted"], st["errors"]) == (2, 15, 1, 1)
-    assert st["users"]["alice"] == {"files_transferred": 1, "bytes_transferred": 10, "files_deleted": 0,
-                                    "status": "failed", "warning": None}
-    assert st["users"]["bob"]["files_deleted"] == 1 and st["users"]["bob"]["status"] == "succeeded"
+    assert c.users["alice"]["files_transferred"] == 1 and c.users["alice"]["bytes_transferred"] == 10
+    assert c.users["bob"]["files_deleted"] == 1 and c.users["bob"]["errors"] == 0
+    assert c.user_errors == {"alice": "x: Failed to copy: permission denied"}
+    # rclone's summary of alice's error is not a failure of its own
+    assert c.general_errors == ["couldn't connect SSH: connection refused"]
+    assert c.transferring_users() == {"bob"}
 
 
-def test_scan_users_skips_unsafe_names_and_flags_symlinked_backup(tmp_path):
-    (tmp_path / "alice/backup").mkdir(parents=True)
-    (tmp_path / "alice/backup/f").write_text("x")
-    (tmp_path / "bad name/backup").mkdir(parents=True)
-    (tmp_path / "link").mkdir()
-    (tmp_path / "link/backup").symlink_to("/etc")
-    (tmp_path / "afile").write_text("not a dir")
-    users, warnings = scan_users(tmp_path)
-    assert [(x.name, x.problem) for x in users] == [("alice", None), ("link", "backup/ is a symbolic link; it is not followed")]
-    assert len(warnings) == 1 and "bad name" in warnings[0]
+def test_tree_scan_fingerprints_paths_sizes_times_and_inodes_and_flags_problems():
+    root = b"0 1000 d 4096 1700000000.0 2 77 \0"
+    a = b"1 1000 f 5 1700000001.5 10 77 a.txt\0"
+    b = b"1 1000 f 7 1700000002.0 11 77 b\nc\0"
+    first = parse(root + a + b, b"", 1000, 77)
+    assert (first.files, first.bytes, first.problem) == (2, 12, None)
+    assert parse(root + b + a, b"", 1000, 77).fingerprint == first.fingerprint  # order does not matter
+    touched = a.replace(b"1700000001.5", b"1700000001.6")
+    assert parse(root + touched + b, b"", 1000, 77).fingerprint != first.fingerprint
+    assert parse(root, b"", 1000, 77).problem == "backup/ is empty"
+    assert "belongs to uid 0" in parse(root.replace(b" 1000 ", b" 0 "), b"", 1000, 77).problem
+    assert "another file system" in parse(root + a, b"", 1000, 78).problem
+    assert parse(root + a + b"1 1000 d 4096 1.0 12 78 mnt\0", b"", 1000, 77).mounts == ("mnt",)
+    unreadable = parse(root + a, b"find: './secret': Permission denied\n", 1000, 77)
+    assert unreadable.problem is None and unreadable.fingerprint != parse(root + a, b"", 1000, 77).fingerprint
 
 
 def test_delete_limit_is_the_stricter_of_count_and_percentage_above_a_floor():
-    from anemoned.sync import delete_limit
     assert delete_limit(5000, 20, None) == 5000
     assert delete_limit(5000, 20, 100_000) == 5000
     assert delete_limit(5000, 20, 10_000) == 2000

@@ -1,0 +1,64 @@
+"""The one job runner: every job kind loads its destination, opens its
+job log and builds the rclone environment the same way, here, and is then
+a function `operation(run) -> JobOutcome`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from . import access
+from .attach import AttachServer
+from .config import Config
+from .destinations import Destination
+from .joblog import JobLog
+from .jobs import JobOutcome, JobState
+from .protocol import RpcError
+from .store import Store
+
+Report = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What the daemon gives a job function."""
+
+    config: Config
+    store: Store
+    binary: str
+    attach: AttachServer
+    job: dict[str, Any]
+    report: Report
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """A job with its destination loaded, its log open and rclone's
+    environment for that destination built."""
+
+    ctx: JobContext
+    dest: Destination
+    env: dict[str, str]
+    log: JobLog
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.ctx.job.get("options") or {}
+
+
+async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOutcome]], *, hashcheck: bool = False,
+                  uploads: bool = False) -> JobOutcome:
+    row = ctx.store.destination_row(ctx.job["destination"])
+    if row is None:
+        return JobOutcome(JobState.FAILED, "the destination no longer exists")
+    dest = Destination.from_row(row)
+    log = JobLog(ctx.log_path)
+    try:
+        try:
+            env = await access.dest_env(ctx.config, ctx.binary, dest, hashcheck=hashcheck, uploads=uploads)
+        except RpcError as err:
+            return JobOutcome(JobState.FAILED, err.message)
+        return await operation(JobRun(ctx, dest, env, log))
+    finally:
+        log.close()

@@ -1,0 +1,94 @@
+"""Job statistics and progress from rclone's JSON log records.
+
+Counts come from one record per copied or deleted file (with its size),
+never from rclone's running byte total, which also counts bytes of
+attempts that were retried. Paths in a sync's records start with the
+user's name (the source is a combine remote with one upstream per user).
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Iterable
+
+#: rclone's own summaries of per-file errors: not a failure of their own.
+_SUMMARY = re.compile(r"^(Attempt \d+/\d+ failed|Failed to sync with \d+ errors|not deleting |"
+                      r"Not deleting |Can't retry any of the errors)", re.IGNORECASE)
+
+
+def user_of(name: Any) -> str | None:
+    if isinstance(name, str) and "/" in name:
+        return name.split("/", 1)[0]
+    return None
+
+
+def new_user_stats(status: str = "pending", warning: str | None = None) -> dict[str, Any]:
+    return {"files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0, "errors": 0,
+            "status": status, "warning": warning}
+
+
+class StatsCollector:
+    """One rclone run's records turned into per-user counts and progress."""
+
+    def __init__(self, users: Iterable[str], dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.users: dict[str, dict[str, Any]] = {u: new_user_stats() for u in users}
+        self.final: dict[str, Any] = {}
+        self.errors: list[str] = []
+        #: error messages about no file in particular, minus rclone's
+        #: summaries of the per-file ones ("Attempt 1/3 failed with...")
+        self.general_errors: list[str] = []
+        #: user -> first error message about one of their files
+        self.user_errors: dict[str, str] = {}
+        self.current_user: str | None = None
+        self.refused_deletes = 0
+        self.activity: tuple[Any, ...] = ()
+        self.last_activity = time.monotonic()
+
+    def feed(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Account for one record; returns a progress dict for stats records."""
+        if isinstance(record.get("stats"), dict):
+            self.final = record["stats"]
+            s = self.final
+            activity = (s.get("bytes"), s.get("checks"), s.get("transfers"), s.get("deletes"), s.get("errors"),
+                        s.get("renames"), s.get("listed"))
+            if activity != self.activity:
+                self.activity = activity
+                self.last_activity = time.monotonic()
+            return self.progress()
+        obj = record.get("object") if record.get("objectType") != "string" else None
+        user = user_of(obj)
+        per_user = self.users.get(user) if user else None
+        msg = str(record.get("msg", ""))
+        if per_user is not None:
+            self.current_user = user
+            if msg.startswith("Copied (") or (self.dry_run and record.get("skipped") == "copy"):
+                per_user["files_transferred"] += 1
+                per_user["bytes_transferred"] += int(record.get("size") or 0)
+            elif msg in ("Deleted", "Moved into backup dir") or (
+                    self.dry_run and record.get("skipped") in ("delete", "move into backup dir")):
+                per_user["files_deleted"] += 1
+        if "max-delete threshold reached" in msg:
+            self.refused_deletes += 1
+        if record.get("level") in ("error", "critical", "fatal"):
+            self.errors.append(msg)
+            if per_user is not None and "max-delete threshold reached" not in msg:
+                per_user["errors"] += 1
+                self.user_errors.setdefault(user, f"{obj.split('/', 1)[1]}: {msg}")
+            elif per_user is None and not _SUMMARY.match(msg):
+                self.general_errors.append(msg)
+        return None
+
+    def transferring_users(self) -> set[str]:
+        names = [t.get("name") for t in self.final.get("transferring") or [] if isinstance(t, dict)]
+        return {u for u in map(user_of, names) if u in self.users}
+
+    def progress(self) -> dict[str, Any]:
+        s = self.final
+        current = next(iter(sorted(self.transferring_users())), None)
+        return {
+            "bytes": s.get("bytes", 0), "total_bytes": s.get("totalBytes", 0),
+            "files": s.get("transfers", 0), "total_files": s.get("totalTransfers", 0),
+            "checks": s.get("checks", 0), "speed": round(s.get("speed") or 0), "eta_s": s.get("eta"),
+            "current_user": current or self.current_user,
+        }

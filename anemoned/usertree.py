@@ -1,0 +1,99 @@
+"""What is in a user's tree, seen with that user's rights.
+
+`find` runs as the user (identity.UserIdentity) and prints one record per
+entry: depth, owner, type, size, modification time, inode, device and
+relative path. From it the daemon learns whether the tree is empty,
+whether `backup/` really belongs to the user it ran as, and a fingerprint
+of every path, size, mtime and inode: when the fingerprint equals the one
+recorded after the user's last successful sync to a destination, nothing
+changed and the sync starts nothing for that user.
+
+find never follows symlinks (-P) or crosses into another file system
+(-xdev), and only reads directories; it cannot be stalled by a FIFO. It
+costs about a millisecond to start, so scanning 2,000 users is cheap.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from .identity import UserIdentity
+
+FIND = shutil.which("find", path="/usr/bin:/bin") or "/usr/bin/find"
+#: depth, uid, type, size, mtime, inode, device, path; NUL-terminated
+#: because a file name may hold any byte but NUL and "/".
+_FORMAT = r"%d %U %y %s %T@ %i %D %P\0"
+#: How long a scan may take before it counts as stalled.
+SCAN_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class TreeScan:
+    fingerprint: str
+    files: int  # regular files
+    bytes: int
+    problem: str | None  # why the tree is not backed up, or None
+    unreadable: str | None = None  # find's first complaint, if any
+    #: directories inside the tree where another file system is mounted
+    #: (relative paths): not crossed, so left out of the sync
+    mounts: tuple[str, ...] = ()
+
+
+async def scan(identity: UserIdentity, backup: Path, users_dev: int, timeout_s: float = SCAN_TIMEOUT_S) -> TreeScan:
+    proc = await asyncio.create_subprocess_exec(
+        FIND, "-P", str(backup), "-xdev", "-printf", _FORMAT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, cwd="/", start_new_session=True, **identity.popen_args())
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        await proc.wait()
+        raise
+    return parse(out, err, identity.uid, users_dev)
+
+
+def parse(out: bytes, err: bytes, uid: int, users_dev: int) -> TreeScan:
+    """A TreeScan from find's output. Pure."""
+    records = out.split(b"\0")
+    if records and records[-1] == b"":
+        records.pop()
+    complaint = err.decode(errors="replace").strip().splitlines()[0][:300] if err.strip() else None
+    if not records:
+        return TreeScan("", 0, 0, f"backup/ cannot be read: {complaint or 'no output'}")
+    root = records[0].split(b" ", 7)
+    if len(root) < 8 or root[0] != b"0":
+        return TreeScan("", 0, 0, "backup/ could not be scanned")
+    if root[2] != b"d":
+        return TreeScan("", 0, 0, "backup/ is not a directory")
+    if int(root[1]) != uid:
+        return TreeScan("", 0, 0, f"backup/ belongs to uid {int(root[1])}, not to the owner of its user directory")
+    if int(root[6]) != users_dev:
+        return TreeScan("", 0, 0, "backup/ is on another file system; it is not crossed")
+    if len(records) == 1 and complaint is None:
+        return TreeScan("", 0, 0, "backup/ is empty")
+    digest = hashlib.sha256()
+    files = size = 0
+    mounts = tuple(sorted(r.split(b" ", 7)[7].decode("utf-8", "surrogateescape") for r in records[1:]
+                          if r.split(b" ", 3)[2] == b"d" and r.split(b" ", 7)[6] != root[6]))
+    # Entries minus depth and owner (a chown alone changes nothing remote),
+    # sorted so that directory order does not matter.
+    for rec in sorted(r.split(b" ", 2)[2] for r in records[1:]):
+        digest.update(rec)
+        digest.update(b"\0")
+        if rec.startswith(b"f "):
+            files += 1
+            size += int(rec.split(b" ", 2)[1])
+    if complaint:
+        digest.update(b"!" + complaint.encode())
+    if any("\n" in m or "\r" in m for m in mounts):
+        return TreeScan("", 0, 0, "a mount point inside backup/ has a line break in its name; it cannot be left out")
+    return TreeScan(digest.hexdigest(), files, size, None, complaint, mounts)

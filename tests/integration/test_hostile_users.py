@@ -1,0 +1,284 @@
+"""Local users attack each other and the daemon through their own trees.
+
+The daemon runs as the unit runs it (its own account, the unit's
+capabilities, via setpriv); every tree belongs to a real local account,
+and the attacks run as that account."""
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from anemoned import caps
+from testbed import accounts
+from testbed.daemon import DaemonProcess
+from testbed.files import sparse, tree, write
+from testbed.sshd import SshServer
+
+pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root to create accounts and run the daemon as the unit does")
+SECRET = b"root-only secret: this must never reach a backup\n"
+
+
+@pytest.fixture
+def setup(make_daemon, sshd: SshServer):
+    daemon = make_daemon()
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("dest")
+    daemon.add_destination("d", sshd, remote, "--stall-timeout", "10")
+    return daemon, remote
+
+
+def sync(daemon: DaemonProcess, *extra: str, expect: int | None = None) -> dict:
+    res = daemon.ctl("sync", "d", "--wait", "--json", *extra, timeout_s=300)
+    job = __import__("json").loads(res.stdout)
+    if expect is not None:
+        assert res.returncode == expect, res.stderr + res.stdout
+    return job
+
+
+def as_user(name: str, code: str, *args: str) -> subprocess.Popen:
+    """A Python program running as the account that owns users_dir/name."""
+    account = accounts.for_tree(name)
+    return subprocess.Popen([*[a for a in accounts.setpriv_prefix(account.pw_name) if not a.startswith(("--inh", "--amb", "--bou"))],
+                             "/usr/bin/python3", "-c", code, *args])
+
+
+SWAPPER = r"""
+import os, sys, time
+target, secret, decoy = sys.argv[1], sys.argv[2], sys.argv[3]
+st = os.stat(secret) if os.access(secret, os.F_OK) else None
+end = time.time() + float(sys.argv[4])
+i = 0
+while time.time() < end:
+    i += 1
+    link, plain = f"{target}.l{i}", f"{target}.f{i}"
+    os.symlink(secret, link)
+    os.rename(link, target)
+    with open(plain, "wb") as f:
+        f.write(open(decoy, "rb").read())
+    os.rename(plain, target)
+"""
+
+
+def test_a_symlink_swapped_in_after_listing_never_reads_what_the_user_cannot(setup, tmp_path):
+    daemon, remote = setup
+    secret = tmp_path / "secret"  # root's, 0600, outside every tree
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    decoy_src = daemon.users_dir / "mallory/decoy-source"
+    write(daemon.users_dir / "mallory/backup/plain.txt", "ordinary")
+    write(decoy_src, b"D" * len(SECRET))
+    daemon.own_trees()
+    os.utime(decoy_src, (secret.stat().st_mtime, secret.stat().st_mtime))
+    seen = set()
+    for round_ in range(6):
+        target = daemon.users_dir / f"mallory/backup/swap{round_}"
+        write(target, b"D" * len(SECRET))
+        daemon.own_trees()
+        swapper = as_user("mallory", SWAPPER, str(target), str(secret), str(decoy_src), "30")
+        try:
+            time.sleep(0.2)
+            job = sync(daemon, "--full")
+        finally:
+            swapper.kill()
+            swapper.wait()
+        seen.add(job["stats"]["users"]["mallory"]["status"])
+        for f in (remote / "backup/mallory").rglob("*"):
+            if f.is_file():
+                assert f.read_bytes() != SECRET, f"{f} holds the root-only file"
+    assert seen <= {"succeeded", "failed"}
+    assert (remote / "backup/mallory/plain.txt").read_text() == "ordinary"
+
+
+def test_a_restore_does_not_follow_a_symlink_planted_in_its_target(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/certs/known_hosts", "attacker's host keys\n")
+    write(daemon.users_dir / "alice/backup/notes.txt", "my notes")
+    assert sync(daemon)["state"] == "succeeded"
+    known_hosts = daemon.data_dir / "certs/known_hosts"
+    before = known_hosts.read_bytes()
+    certs_link = daemon.users_dir / "alice/backup/certs"
+    for f in certs_link.iterdir():
+        f.unlink()
+    certs_link.rmdir()
+    os.symlink(daemon.data_dir / "certs", certs_link)  # alice plants a link to the daemon's secrets
+    (daemon.users_dir / "alice/backup/notes.txt").unlink()
+    res = daemon.ctl("restore", "d", "--user", "alice", "--to", str(daemon.users_dir / "alice/backup"), "--overwrite",
+                     "--wait", "--json", timeout_s=120)
+    job = __import__("json").loads(res.stdout)
+    assert known_hosts.read_bytes() == before
+    assert job["stats"]["written_as"] == accounts.for_tree("alice").pw_name
+    # What alice may write came back, as hers.
+    notes = daemon.users_dir / "alice/backup/notes.txt"
+    assert notes.read_text() == "my notes" and notes.stat().st_uid == accounts.for_tree("alice").pw_uid
+
+
+def test_a_restore_refuses_to_hand_one_users_files_to_another(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/a.txt", "alice's")
+    write(daemon.users_dir / "bob/backup/b.txt", "bob's")
+    assert sync(daemon)["state"] == "succeeded"
+    res = daemon.ctl("restore", "d", "--user", "alice", "--to", str(daemon.users_dir / "bob/backup/loot"))
+    assert res.returncode == 2 or res.returncode == 1, res.stderr
+    assert "bob" in res.stderr or "belongs to" in res.stderr, res.stderr
+    assert not (daemon.users_dir / "bob/backup/loot").exists()
+    # A place nobody owns: a fresh 0700 directory of the daemon's.
+    target = daemon.data_dir / "restored-alice"
+    job = daemon.ctl_json("restore", "d", "--user", "alice", "--to", str(target), "--wait")
+    assert job["state"] == "succeeded" and (target / "a.txt").read_text() == "alice's"
+    assert target.stat().st_uid == daemon.uid and target.stat().st_mode & 0o777 == 0o700
+
+
+def test_one_users_fifo_stalls_only_that_user_and_the_others_deletions_are_mirrored(setup):
+    daemon, remote = setup
+    for i in range(8):
+        sparse(daemon.users_dir / f"mallory/backup/big{i}.img", 300 * 1024 * 1024)
+    write(daemon.users_dir / "bob/backup/keep.txt", "keep")
+    write(daemon.users_dir / "bob/backup/old.txt", "old")
+    daemon.own_trees()
+    # First bob alone, so that he has something to delete later.
+    (daemon.users_dir / "mallory").rename(daemon.users_dir / ".mallory-later")
+    assert sync(daemon)["state"] == "succeeded"
+    (daemon.users_dir / ".mallory-later").rename(daemon.users_dir / "mallory")
+    (daemon.users_dir / "bob/backup/old.txt").unlink()
+    daemon.own_trees()
+    job = daemon.ctl_json("sync", "d")
+    daemon.wait_for_progress(job["id"])  # rclone has listed mallory's files and is sending some
+    replacer = as_user("mallory", r"""
+import os, sys
+for i in range(8):
+    p = f"{sys.argv[1]}/big{i}.img"
+    os.mkfifo(p + ".fifo")
+    os.rename(p + ".fifo", p)
+""", str(daemon.users_dir / "mallory/backup"))
+    assert replacer.wait(10) == 0
+    done = daemon.ctl_json("job", "wait", str(job["id"]), expect=1, timeout_s=240)  # within the stall timeout
+    assert done["state"] == "failed", done
+    users = done["stats"]["users"]
+    assert users["mallory"]["status"] == "stalled", users
+    assert users["bob"]["status"] == "succeeded"
+    assert not (remote / "backup/bob/old.txt").exists() and (remote / "backup/bob/keep.txt").exists()
+    assert "mallory stalled" in done["error"]
+
+
+def test_a_path_too_long_for_the_server_fails_that_user_only(setup, sshd):
+    daemon, _ = setup
+    # The server's copy lives 800 characters deeper than the local tree, so
+    # a path that is legal here (under 4096 bytes) is too long there.
+    remote = sshd.remote_dir("/".join(c * 200 for c in "LMNO"))
+    daemon.add_destination("long", sshd, remote)
+    deep = "/".join(f"{i:02d}" + "d" * 238 for i in range(14))
+    write(daemon.users_dir / "alice/backup" / deep / "file.txt", "legal here, too long there")
+    write(daemon.users_dir / "alice/backup/fine.txt", "fine")
+    write(daemon.users_dir / "bob/backup/keep.txt", "keep")
+    write(daemon.users_dir / "bob/backup/old.txt", "old")
+    daemon.own_trees()
+    (daemon.users_dir / "alice").rename(daemon.users_dir / ".alice-later")
+    assert daemon.ctl_json("sync", "long", "--wait")["state"] == "succeeded"
+    (daemon.users_dir / ".alice-later").rename(daemon.users_dir / "alice")
+    (daemon.users_dir / "bob/backup/old.txt").unlink()
+    job = daemon.ctl_json("sync", "long", "--wait", expect=1)
+    users = job["stats"]["users"]
+    assert users["alice"]["status"] == "failed" and users["alice"]["error"].startswith(deep[:40]), users["alice"]
+    assert users["bob"]["status"] == "succeeded"
+    assert not (remote / "backup/bob/old.txt").exists()  # bob's deletion went through
+    assert job["error"].startswith("1 of 2 users not backed up: alice failed")
+    # The failed user is synced again next time, not treated as unchanged.
+    again = daemon.ctl_json("sync", "long", "--wait", expect=1)
+    assert again["stats"]["users"]["alice"]["status"] == "failed"
+    assert again["stats"]["users"]["bob"]["status"] == "unchanged"
+
+
+def test_a_file_its_owner_cannot_read_is_reported_for_that_user_only(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/open.txt", "open")
+    write(daemon.users_dir / "alice/backup/locked.txt", "locked")
+    write(daemon.users_dir / "bob/backup/b.txt", "b")
+    daemon.own_trees()
+    (daemon.users_dir / "alice/backup/locked.txt").chmod(0)
+    job = sync(daemon, expect=1)
+    users = job["stats"]["users"]
+    assert users["alice"]["status"] == "failed" and "locked.txt" in users["alice"]["error"]
+    assert users["bob"]["status"] == "succeeded" and (remote / "backup/bob/b.txt").read_text() == "b"
+
+
+def _procs(marker: str) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def test_readers_run_as_the_tree_owner_without_any_capability(setup):
+    daemon, remote = setup
+    sparse(daemon.users_dir / "alice/backup/big.img", 2 * 1024 ** 3)
+    job = daemon.ctl_json("sync", "d")
+    daemon.wait_for_progress(job["id"])
+    alice = accounts.for_tree("alice")
+    readers = [p for p in _procs("sftp-server") if p != os.getpid()]
+    assert readers
+    for pid in readers:
+        status = Path(f"/proc/{pid}/status").read_text()
+        uids = re.search(r"^Uid:\s+(.*)$", status, re.M)[1].split()
+        groups = re.search(r"^Groups:\s*(.*)$", status, re.M)[1].split()
+        assert set(uids) == {str(alice.pw_uid)}
+        assert set(map(int, groups)) == set(os.getgrouplist(alice.pw_name, alice.pw_gid))
+        assert {k: v for k, v in caps.sets(pid).items()} == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
+    for pid in _procs("rclone"):
+        sets = caps.sets(pid)
+        if Path(f"/proc/{pid}/status").read_text().count(f"\t{daemon.uid}\t"):
+            assert all(v == 0 for v in sets.values()), sets
+    d = caps.sets(daemon.proc.pid)
+    assert d["CapPrm"] == d["CapEff"] == sum(1 << c for c in caps.KEPT)
+    assert d["CapInh"] == d["CapAmb"] == d["CapBnd"] == 0
+    daemon.ctl("job", "cancel", str(job["id"]))
+
+
+def test_trees_that_are_not_a_users_own_are_skipped(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/a.txt", "alice")
+    daemon.own_trees()
+    write(daemon.users_dir / "rooty/backup/r.txt", "root's")  # backup/ stays root's (own_trees leaves
+    alice = accounts.for_tree("alice")                         # a user directory that is not root's alone)
+    os.chown(daemon.users_dir / "rooty", alice.pw_uid, alice.pw_gid)
+    impostor = pwd.getpwnam(accounts.DAEMON_ACCOUNT)  # an account exists with this name and another uid
+    fake = daemon.users_dir / accounts.DAEMON_ACCOUNT
+    write(fake / "backup/x.txt", "x")
+    accounts.chown_tree(fake, alice.pw_uid, alice.pw_gid)
+    job = daemon.ctl_json("sync", "d", "--wait")
+    users = job["stats"]["users"]
+    assert users["alice"]["status"] == "succeeded"
+    assert "root" in users["rooty"]["warning"] and users["rooty"]["status"] == "skipped"
+    assert users[accounts.DAEMON_ACCOUNT]["status"] == "skipped"
+    assert str(impostor.pw_uid) in users[accounts.DAEMON_ACCOUNT]["warning"]
+    assert not (remote / "backup/rooty").exists() and not (remote / f"backup/{accounts.DAEMON_ACCOUNT}").exists()
+
+
+def test_a_file_system_mounted_inside_a_tree_is_not_crossed(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/here.txt", "here")
+    mnt = daemon.users_dir / "alice/backup/mnt [x]"
+    mnt.mkdir()
+    daemon.own_trees()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        write(mnt / "elsewhere.txt", "another file system")
+        os.chown(mnt / "elsewhere.txt", accounts.for_tree("alice").pw_uid, 0)
+        job = daemon.ctl_json("sync", "d", "--wait")
+        assert job["stats"]["users"]["alice"]["status"] == "succeeded"
+        assert (remote / "backup/alice/here.txt").read_text() == "here"
+        assert not (remote / "backup/alice/mnt [x]/elsewhere.txt").exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
