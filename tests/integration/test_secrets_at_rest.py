@@ -74,7 +74,8 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
         assert answers[-1]["state"] == "succeeded"
         answers.append(daemon.ctl_json("dest", "versions", "pw"))
         answers.append(daemon.ctl_json("restore", "pw", "--user", "alice", "--list"))
-        answers.append(daemon.ctl_json("restore", "pw", "--user", "alice", "--to", str(tmp_path / "back"), "--wait"))
+        answers.append(daemon.ctl_json("restore", "pw", "--user", "alice", "--to", str(daemon.data_dir / "restored"),
+                                       "--wait"))
         assert answers[-1]["state"] == "succeeded"
         answers.append(daemon.ctl_json("verify", "pw", "--wait"))
         assert answers[-1]["state"] == "succeeded"
@@ -84,10 +85,10 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
         # Failures log the most: a wrong password, then the server gone.
         assert daemon.ctl("dest", "edit", "pw", "--password-stdin", stdin=wrong + "\n").returncode == 0
         assert daemon.ctl("dest", "test", "pw").returncode == 1
-        answers.append(daemon.ctl_json("sync", "pw", "--wait", expect=1))
+        answers.append(daemon.ctl_json("sync", "pw", "--full", "--wait", expect=1))
         assert daemon.ctl("dest", "edit", "pw", "--password-stdin", stdin=password + "\n").returncode == 0
         sshd.stop()
-        answers.append(daemon.ctl_json("sync", "pw", "--wait", expect=1))
+        answers.append(daemon.ctl_json("sync", "pw", "--full", "--wait", expect=1))
         assert daemon.ctl("restore", "pw", "--user", "alice", "--list").returncode == 1
         answers += [daemon.ctl_json("dest", "list"), daemon.ctl_json("job", "list"), daemon.ctl_json("status")]
     finally:
@@ -99,7 +100,7 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
     assert {reveal(value) for value in seen} == {s.encode() for s in secrets}
     daemon.stop()  # the database's -wal and -shm included, as they are at rest
     for secret in secrets:
-        found = leaks([*files_under(daemon.dir, tmp_path / "back")], secret)
+        found = leaks([*files_under(daemon.dir)], secret)  # data_dir, the restored files, the log
         assert found == {}, found
         assert secret not in json.dumps(answers)
     assert not any(v in json.dumps(answers) for v in seen)
