@@ -61,15 +61,19 @@ def key_rfc4716(k: dict[str, Any]) -> str:
 def schedule(s: dict[str, Any] | None) -> str:
     if not s or s.get("kind") == "off":
         return "off"
-    kind = s["kind"]
+    kind = s.get("kind")
+    # .get: a schedule damaged in the database is still shown (the
+    # daemon's warnings say why it does not run).
     if kind == "interval":
-        text = f"every {s['every']}"
+        text = f"every {s.get('every')}"
     elif kind == "daily":
-        text = f"daily {s['time']}"
+        text = f"daily {s.get('time')}"
     elif kind in ("weekly", "monthly"):
-        text = f"{kind} {s['day']} {s['time']}"
+        text = f"{kind} {s.get('day')} {s.get('time')}"
+    elif kind == "cron":
+        text = f"cron {s.get('expr')}"
     else:
-        text = f"cron {s['expr']}"
+        text = f"{kind!r} (not a schedule)"
     return text if s.get("catch_up", True) else text + " (missed runs skipped)"
 
 

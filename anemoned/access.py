@@ -1,6 +1,7 @@
 """From a stored destination to what rclone needs to reach it."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,7 @@ from . import hostkeys, rclone
 from .hostkeys import HostKey
 from .config import Config
 from .destinations import DEFAULT_KEY_FILE, Destination
-from .keys import KeyFileError, Secrets
+from .keys import KeyFileError, Secrets, read_key_file
 from .protocol import ErrorCode, RpcError
 
 
@@ -51,12 +52,19 @@ async def _sftp_access(config: Config, binary: str, dest: Destination) -> rclone
     if dest.auth == "password":
         assert dest.password_enc is not None
         try:
-            password = Secrets(config.certs_dir).decrypt(dest.password_enc)
+            password = await asyncio.to_thread(Secrets(config.certs_dir).decrypt, dest.password_enc)
         except KeyFileError as err:
             raise RpcError(ErrorCode.OPERATION_FAILED, str(err), {"field": "password"}) from None
         obscured = await rclone.obscure(binary, password)
     else:
         key = key_path(config, dest.key_file or DEFAULT_KEY_FILE)
+        # Checked again before every run, not only when it was set: a
+        # destination stored before the rule, or a file since replaced or
+        # chowned, must not lend rclone a key the daemon may not use.
+        try:
+            await asyncio.to_thread(read_key_file, key, config.certs_dir)
+        except KeyFileError as err:
+            raise RpcError(ErrorCode.OPERATION_FAILED, f"key_file: {err}", {"field": "key_file"}) from None
     return rclone.SftpAccess(
         host=dest.host, port=dest.port, user=dest.user,
         known_hosts_file=known_hosts_path(config),

@@ -101,15 +101,23 @@ class Destination:
             "key_file": self.key_file if self.auth == "key" else None, "remote_path": self.remote_path,
             "enabled": self.enabled, "host_key_fingerprint": self.host_key.fingerprint if self.host_key else None,
             "host_key_type": self.host_key.key_type if self.host_key else None,
-            "schedule": self.schedule, "last_test": self.last_test, "max_delete": self.max_delete,
+            "schedule": _schedule(self.schedule), "last_test": self.last_test, "max_delete": self.max_delete,
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
-            "warn_free_percent": self.warn_free_percent, "verify_schedule": self.verify_schedule,
+            "warn_free_percent": self.warn_free_percent, "verify_schedule": _schedule(self.verify_schedule),
             "server_version": self.server_version, "stall_timeout": self.stall_timeout,
             "full_sync_every": self.full_sync_every,
             # URLs can hold tokens: only their redacted form is ever shown.
             "notifications": [{"id": n["id"], "policy": n["policy"], "url": n["shown"]} for n in self.notifications],
             "ping_url": self.ping["shown"] if self.ping else None,
         }
+
+
+def _schedule(stored: Any) -> dict[str, Any]:
+    """A stored schedule as views show it: one that cannot be read (a
+    damaged cell reads as None) is off in effect, and the scheduler says
+    why in the destination's warnings. Only views: the scheduler works on
+    what is stored."""
+    return stored if isinstance(stored, dict) else {"kind": "off"}
 
 
 def check_name(value: str) -> None:

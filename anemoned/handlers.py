@@ -13,13 +13,12 @@ import json
 import os
 import logging
 
-from . import conntest, hostkeys, keys, protocol, reach, restore, usage
-from . import access
+from . import access, conntest, keys, pins, protocol, reach, restore, usage
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
 from .overdue import parse_max_age
-from .scheduler import parse_schedule
+from .scheduler import check_horizon, parse_schedule
 from .users import safe_user_name
 from .logs import event
 from .protocol import ErrorCode, Request, RpcError, invalid_params
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Daemon", "Params"], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
+_KEY_LOCK = asyncio.Lock()
 
 
 def method(name: str) -> Callable[[Handler], Handler]:
@@ -129,7 +129,8 @@ async def key_generate(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     certs = daemon.config.certs_dir
     try:
-        key = keys.generate_key(certs, force)
+        async with _KEY_LOCK:  # two --force at once would shuffle the .old pair
+            key = await asyncio.to_thread(keys.generate_key, certs, force)
     except FileExistsError:
         raise RpcError(ErrorCode.CONFLICT, f"a key already exists at {certs / keys.KEY_NAME}; use --force to replace it "
                        "(the old pair is kept as rclone_key.old)") from None
@@ -142,7 +143,7 @@ async def key_show(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     certs = daemon.config.certs_dir
     try:
-        key = keys.show_key(certs)
+        key = await asyncio.to_thread(keys.show_key, certs)
     except FileNotFoundError:
         raise RpcError(ErrorCode.NOT_FOUND, "there is no SSH key yet; create one with: anemonectl key generate",
                        {"field": "key"}) from None
@@ -176,7 +177,7 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
     view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
     warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
     monitoring = daemon.monitor.view(dest)
-    view["warnings"] = [w for w in (warning, monitoring.pop("overdue_warning")) if w]
+    view["warnings"] = [w for w in (warning, monitoring.pop("overdue_warning")) if w] + daemon.schedules.warnings(dest.name)
     if measured and measured["state"] == "failed":  # no figures are shown rather than stale or empty ones
         view["warnings"].append(f"the last usage measurement (job {measured['id']}) failed: {measured['error']}")
     view.update(monitoring)
@@ -186,43 +187,6 @@ def destination_view(daemon: "Daemon", dest: Destination) -> dict[str, Any]:
         "bytes_transferred": (last["stats"] or {}).get("bytes_transferred", 0),
     }
     return view
-
-
-async def _fetch_host_key(host: str, port: int, fingerprint: str | None, trust: bool) -> hostkeys.Scanned:
-    """The server's host key (and identification), accepted only if the key
-    matches `fingerprint` or the operator said to trust it as it is."""
-    try:
-        scanned = await hostkeys.scan(host, port)
-    except hostkeys.ScanError as err:
-        raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot fetch the host key of {host}:{port}: {err}; nothing was saved",
-                       {"class": err.reason}) from None
-    key = scanned.key
-    if fingerprint is not None:
-        if key.fingerprint != fingerprint:
-            raise RpcError(ErrorCode.OPERATION_FAILED,
-                           f"host key mismatch: {host}:{port} shows {key.fingerprint}, not {fingerprint}; nothing was saved",
-                           {"class": "host key mismatch", "fingerprint": key.fingerprint})
-    elif not trust:
-        raise RpcError(ErrorCode.INVALID_PARAMS,
-                       f"host_key_fingerprint: {host}:{port} shows the {key.key_type} host key {key.fingerprint}. "
-                       "Check it on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
-                       f"--host-key-fingerprint {key.fingerprint}, or --trust-host-key to accept it as it is",
-                       {"field": "host_key_fingerprint", "fingerprint": key.fingerprint})
-    return scanned
-
-
-def _pin(daemon: "Daemon", host: str, port: int, scanned: hostkeys.Scanned) -> None:
-    """Pin the scanned key for every destination on that server (one server,
-    one key) and regenerate certs/known_hosts from the database."""
-    for row in daemon.store.destination_rows():
-        if row["host"] == host and row["port"] == port:
-            daemon.store.update_destination(row["name"], {"host_key": scanned.key.to_text(),
-                                                          "server_version": scanned.server_version})
-    write_known_hosts(daemon)
-
-
-def write_known_hosts(daemon: "Daemon") -> None:
-    access.write_known_hosts(daemon.config, daemon.store.destination_rows())
 
 
 SAFETY_FIELDS = ("max_delete", "max_delete_percent", "keep_versions_days", "warn_free_percent", "stall_timeout",
@@ -273,14 +237,17 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
     return fields
 
 
-def _auth_changes(daemon: "Daemon", fields: dict[str, Any]) -> dict[str, Any]:
+async def _auth_changes(daemon: "Daemon", fields: dict[str, Any]) -> dict[str, Any]:
     """Columns for the authentication the fields ask for (key file checked,
-    password encrypted); empty when they do not touch authentication."""
+    password encrypted); empty when they do not touch authentication. The
+    file work runs in a thread: a key_file on a stuck mount must not stall
+    every other client."""
+    certs = daemon.config.certs_dir
     if "password" in fields:
-        return {"auth": "password", "key_file": None,
-                "password_enc": keys.Secrets(daemon.config.certs_dir).encrypt(fields["password"])}
+        encrypted = await asyncio.to_thread(keys.Secrets(certs).encrypt, fields["password"])
+        return {"auth": "password", "key_file": None, "password_enc": encrypted}
     if "key_file" in fields:
-        problem = keys.check_private_key(key_path(daemon.config, fields["key_file"]))
+        problem = await asyncio.to_thread(keys.check_private_key, key_path(daemon.config, fields["key_file"]), certs)
         if problem:
             raise invalid_params("key_file", problem)
         return {"auth": "key", "key_file": fields["key_file"], "password_enc": None}
@@ -296,18 +263,19 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
         raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists; use dest edit to change it")
     if "password" not in fields:
         fields.setdefault("key_file", DEFAULT_KEY_FILE)
-    auth = _auth_changes(daemon, fields)
-    scanned = await _fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"),
+    auth = await _auth_changes(daemon, fields)
+    scanned = await pins.fetch_host_key(fields["host"], fields["port"], fields.get("host_key_fingerprint"),
                                     fields["trust_host_key"])
     key = scanned.key
     if daemon.store.destination_row(name) is not None:  # added meanwhile, while we scanned
         raise RpcError(ErrorCode.CONFLICT, f"a destination named {name!r} already exists")
+    pins.refuse_blind_repin(daemon.store, name, fields["host"], fields["port"], key, fields["trust_host_key"])
     dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
                        key_file=auth["key_file"], password_enc=auth["password_enc"], remote_path=fields["remote_path"],
                        enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "",
                        **{k: fields[k] for k in SAFETY_FIELDS if k in fields})
     daemon.store.insert_destination(dest.to_row())
-    _pin(daemon, dest.host, dest.port, scanned)
+    await pins.pin(daemon.store, daemon.config, name, dest.host, dest.port, scanned)
     event(logging.INFO, "destination added", dest=name, host=dest.host, port=dest.port, auth=dest.auth,
           host_key=key.fingerprint)
     daemon.destinations_changed()
@@ -322,18 +290,19 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     dest = load_destination(daemon, name)
     changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled", *SAFETY_FIELDS)
                                if k in fields}
-    changes.update(_auth_changes(daemon, fields))
+    changes.update(await _auth_changes(daemon, fields))
     host, port = changes.get("host", dest.host), changes.get("port", dest.port)
     new_server = (host, port) != (dest.host, dest.port)
     wants_pin = "host_key_fingerprint" in fields or fields["trust_host_key"]
     scanned = None
     if new_server or wants_pin:
-        scanned = await _fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
+        scanned = await pins.fetch_host_key(host, port, fields.get("host_key_fingerprint"), fields["trust_host_key"])
+        pins.refuse_blind_repin(daemon.store, name, host, port, scanned.key, fields["trust_host_key"])
     daemon.store.update_destination(name, changes)
     if scanned is not None:
-        _pin(daemon, host, port, scanned)
+        await pins.pin(daemon.store, daemon.config, name, host, port, scanned)
     elif new_server:
-        write_known_hosts(daemon)
+        await pins.write_known_hosts(daemon.store, daemon.config)
     event(logging.INFO, "destination changed", dest=name, fields=",".join(sorted(k for k in changes if k != "password_enc")))
     daemon.destinations_changed()
     return destination_view(daemon, load_destination(daemon, name))
@@ -359,7 +328,7 @@ async def dest_remove(daemon: "Daemon", p: Params) -> dict[str, Any]:
     load_destination(daemon, name)
     await daemon.before_destination_removed(name)
     daemon.store.delete_destination(name)
-    write_known_hosts(daemon)
+    await pins.write_known_hosts(daemon.store, daemon.config)
     event(logging.INFO, "destination removed", dest=name)
     daemon.destinations_changed()
     return {"name": name, "removed": True}
@@ -394,10 +363,10 @@ async def dest_trust(daemon: "Daemon", p: Params) -> dict[str, Any]:
     p.check_unknown()
     dest = load_destination(daemon, name)
     # `dest trust` without a fingerprint is itself the explicit trust.
-    scanned = await _fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
+    scanned = await pins.fetch_host_key(dest.host, dest.port, fingerprint, trust=True)
     key = scanned.key
     previous = dest.host_key.fingerprint if dest.host_key else None
-    _pin(daemon, dest.host, dest.port, scanned)
+    await pins.pin(daemon.store, daemon.config, name, dest.host, dest.port, scanned)
     event(logging.WARNING if previous and previous != key.fingerprint else logging.INFO, "host key pinned",
           dest=name, host=dest.host, port=dest.port, host_key=key.fingerprint, previous=previous)
     return destination_view(daemon, load_destination(daemon, name))
@@ -488,6 +457,7 @@ async def dest_schedule(daemon: "Daemon", p: Params) -> dict[str, Any]:
         raise invalid_params("kind", "must be sync or verify")
     p.check_unknown()
     schedule = parse_schedule(raw, catch_up)
+    check_horizon(schedule, utc_now(), daemon.schedules.zone())
     load_destination(daemon, name)
     # A new schedule starts counting now: no catch-up for moments before it.
     prefix = "" if kind == "sync" else "verify_"

@@ -15,7 +15,7 @@ import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from .keys import fingerprint_of_blob, write_atomically
 
@@ -133,6 +133,24 @@ async def scan(host: str, port: int) -> Scanned:
             raise ScanError("unreachable", f"{host} cannot be resolved")
         raise ScanError("unreachable", f"no SSH server answered on {host}:{port}")
     return Scanned(keys[0], parse_banner(err.decode(errors="replace")) or parse_banner(out.decode(errors="replace")))
+
+
+def other_pins(rows: Iterable[dict[str, Any]], name: str, host: str, port: int, key: HostKey) -> dict[str, HostKey]:
+    """{destination: pinned key} for the other destinations on host:port
+    whose pinned key is not `key`. Pure.
+
+    One server has one pin, shared by its destinations; this says whose pin
+    a new key would replace. The rule (README "Pinned host keys"): a pin
+    changes only by `dest trust` on one of its destinations or by an
+    explicit fingerprint that matches the server's key, never by a blind
+    --trust-host-key on another destination."""
+    out = {}
+    for row in rows:
+        if row["name"] != name and row["host"] == host and row["port"] == port and row.get("host_key"):
+            pinned = HostKey.from_text(row["host_key"])
+            if pinned != key:
+                out[row["name"]] = pinned
+    return out
 
 
 def render_known_hosts(pins: Iterable[tuple[str, int, HostKey]]) -> str:

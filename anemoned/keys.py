@@ -12,8 +12,11 @@ leaves half a key.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
+import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 KEY_COMMENT = "anemone-rclone"
 KEY_NAME = "rclone_key"
+_SECRETS_LOCK = threading.Lock()
 
 
 class KeyFileError(Exception):
@@ -99,16 +103,97 @@ def show_key(certs: Path) -> PublicKey:
     return PublicKey(line, fingerprint_of_line(line))
 
 
-def check_private_key(path: Path) -> str | None:
-    """A problem with the private key file at path, or None if usable."""
+#: A private key file is a few KiB; anything larger is not one, and is never
+#: read (a key_file of /dev/zero once made the daemon read 1 GiB).
+KEY_FILE_MAX_BYTES = 64 * 1024
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _check_file(path: Path, st: os.stat_result, real: str, certs: Path, uid: int) -> None:
+    """read_key_file's rules for a file with stat st whose real path is real."""
+    if stat.S_ISLNK(st.st_mode):
+        raise KeyFileError(f"{path} is a symbolic link; give the key file itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path} is not a regular file")
+    if st.st_size > KEY_FILE_MAX_BYTES:
+        raise KeyFileError(f"{path} is {st.st_size} bytes: too large for a private key "
+                           f"(at most {KEY_FILE_MAX_BYTES // 1024} KiB)")
+    if _under(real, os.path.realpath(certs)):
+        return
+    if st.st_uid != uid:
+        raise KeyFileError(f"{path} is owned by uid {st.st_uid}, not by the daemon's user (uid {uid}); "
+                           f"a key file must be in {certs}/ or owned by the daemon's user with mode 0600")
+    if st.st_mode & 0o077:
+        raise KeyFileError(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; a key file outside {certs}/ "
+                           "must have mode 0600 (chmod 600 it)")
+
+
+def read_key_file(path: Path, certs: Path, uid: int | None = None) -> bytes:
+    """The contents of a private key file the daemon may use; raises
+    KeyFileError saying why not.
+
+    A key file must be a regular file of at most KEY_FILE_MAX_BYTES, and
+    either live under certs/ (0700, the daemon's own) or be owned by the
+    daemon's user (uid, default: ours) with no group or other permission
+    bits. Without that rule any key the daemon can read (another user's
+    ~/.ssh/id_ed25519, say) could be used to log in as its owner.
+
+    Never blocks: a FIFO, a device or a symbolic link is refused from
+    lstat() before any open, and the open itself is O_NOFOLLOW|O_NONBLOCK
+    and checked again with fstat() (the path may have been swapped in
+    between). "Under certs/" is judged on the path the kernel actually
+    opened (/proc/self/fd), so `certs/../..` or a symlinked directory
+    inside certs/ does not count. Blocking file I/O: call it off the event
+    loop.
+    """
+    uid = os.geteuid() if uid is None else uid
     try:
-        data = path.read_bytes()
+        before = os.lstat(path)
     except FileNotFoundError:
-        return f"{path} does not exist (create one with `anemonectl key generate`)"
+        raise KeyFileError(f"{path} does not exist (create one with `anemonectl key generate`)") from None
     except OSError as exc:
-        return f"{path} cannot be read: {exc.strerror}"
-    if len(data) > 64 * 1024:
-        return f"{path} is not a private key"
+        raise KeyFileError(f"{path} cannot be read: {exc.strerror}") from None
+    # Judged first on the path as it resolves now (so that the operator is
+    # told the real reason even for a file the daemon cannot open), then
+    # again on what was really opened.
+    _check_file(path, before, os.path.realpath(path), certs, uid)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KeyFileError(f"{path} is a symbolic link; give the key file itself") from None
+        raise KeyFileError(f"{path} cannot be read: {exc.strerror}") from None
+    try:
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            opened = ""  # no /proc: judged as outside certs/, the stricter rule
+        _check_file(path, os.fstat(fd), opened, certs, uid)
+        chunks, size = [], 0
+        while size <= KEY_FILE_MAX_BYTES:  # the file may grow after fstat
+            chunk = os.read(fd, KEY_FILE_MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > KEY_FILE_MAX_BYTES:
+            raise KeyFileError(f"{path} is too large for a private key (at most {KEY_FILE_MAX_BYTES // 1024} KiB)")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def check_private_key(path: Path, certs: Path, uid: int | None = None) -> str | None:
+    """A problem with the private key file at path (read_key_file's rules,
+    then: an OpenSSH or PEM private key without a passphrase), or None if
+    usable. Blocking file I/O: call it off the event loop."""
+    try:
+        data = read_key_file(path, certs, uid)
+    except KeyFileError as err:
+        return str(err)
     for load in (serialization.load_ssh_private_key, serialization.load_pem_private_key):
         try:
             load(data, password=None)
@@ -127,9 +212,13 @@ class Secrets:
         self.path = certs / "secrets.key"
 
     def _fernet(self) -> Fernet:
-        if not self.path.exists():
-            write_atomically(self.path, Fernet.generate_key())
-        return Fernet(self.path.read_bytes().strip())
+        # Callers run in threads: two first encryptions at once must not
+        # each make a key (a password encrypted with the loser's key could
+        # never be decrypted again).
+        with _SECRETS_LOCK:
+            if not self.path.exists():
+                write_atomically(self.path, Fernet.generate_key())
+            return Fernet(self.path.read_bytes().strip())
 
     def encrypt(self, secret: str) -> bytes:
         return self._fernet().encrypt(secret.encode())

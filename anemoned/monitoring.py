@@ -22,6 +22,7 @@ import asyncio
 import logging
 from datetime import datetime
 from typing import Any, Callable, Coroutine
+from zoneinfo import ZoneInfo
 
 from . import keys, metrics, notify, overdue
 from .config import Config
@@ -39,9 +40,12 @@ CLOSE_TIMEOUT_S = 5.0
 
 class Monitor:
     def __init__(self, store: Store, config: Callable[[], Config], on_change: Callable[[], None] = lambda: None,
-                 sender: notify.Sender | None = None) -> None:
+                 sender: notify.Sender | None = None, tz: Callable[[], ZoneInfo] | None = None) -> None:
         self.store = store
         self.config = config
+        # The daemon passes the scheduler's resolved zone: resolving it reads
+        # files, which must not happen on the event loop at every view.
+        self.tz = tz or (lambda: zone(self.config().timezone))
         self.on_change = on_change  # systemd's STATUS= names overdue destinations
         self.sender = sender or notify.Sender()
         self.host = notify.hostname()
@@ -55,7 +59,7 @@ class Monitor:
         """When the destination becomes overdue without a new success."""
         last = self.store.last_real_success_row(dest.name, "sync")
         return overdue.deadline(dest.enabled, dest.schedule, dest.schedule_state, dest.created_at, dest.max_age_s,
-                                instant(last["finished_at"]) if last else None, zone(self.config().timezone))
+                                instant(last["finished_at"]) if last else None, self.tz())
 
     def overdue_of(self, dest: Destination, now: datetime | None = None) -> overdue.Overdue | None:
         due = self.deadline_of(dest)

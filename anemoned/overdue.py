@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .protocol import invalid_params
-from .scheduler import min_interval, next_occurrence
+from .scheduler import ScheduleError, min_interval, next_occurrence
 from .timeutil import instant
 
 PERIOD_SAMPLES = 16
@@ -77,17 +77,23 @@ def parse_max_age(text: Any) -> int:
 
 
 def schedule_period(schedule: dict[str, Any], now: datetime, tz: ZoneInfo) -> timedelta | None:
-    """The longest gap between the schedule's next moments, or None for off."""
-    moment = next_occurrence(schedule, now, tz)
-    if moment is None:
+    """The longest gap between the schedule's next moments, or None for off
+    or for a stored schedule that cannot be computed (that schedule is off,
+    and the scheduler's warning says so; only max_age can then make the
+    destination overdue)."""
+    try:
+        moment = next_occurrence(schedule, now, tz)
+        if moment is None:
+            return None
+        longest = timedelta(0)
+        for _ in range(PERIOD_SAMPLES):
+            following = next_occurrence(schedule, moment, tz)
+            if following is None:
+                break
+            longest = max(longest, following - moment)
+            moment = following
+    except (ScheduleError, KeyError, TypeError, ValueError):
         return None
-    longest = timedelta(0)
-    for _ in range(PERIOD_SAMPLES):
-        following = next_occurrence(schedule, moment, tz)
-        if following is None:
-            break
-        longest = max(longest, following - moment)
-        moment = following
     return longest or None
 
 
@@ -101,9 +107,9 @@ def deadline(enabled: bool, schedule: dict[str, Any], schedule_state: dict[str, 
     if max_age_s > 0:
         allowed, rule = timedelta(seconds=max_age_s), "max_age"
     else:
-        if schedule.get("kind", "off") == "off":
-            return None
-        anchor = instant(schedule_state.get("anchor"))
+        if not isinstance(schedule, dict) or schedule.get("kind", "off") == "off":
+            return None  # off, or a stored schedule that cannot be read
+        anchor = instant((schedule_state or {}).get("anchor"))
         start = max(s for s in (start, anchor) if s is not None) if (start or anchor) else None
         # the gaps that follow the start are the ones it had to wait through
         period = schedule_period(schedule, start, tz) if start else None

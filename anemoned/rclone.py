@@ -151,6 +151,30 @@ def global_args(log_level: str = "INFO") -> list[str]:
     ]
 
 
+#: rclone's --timeout is an idle timeout per connection, and it is what
+#: bounds a server that accepts the connection and then says nothing (the
+#: SSH handshake waits for it; --contimeout covers only the TCP connect).
+#: Each attempt waits that long, so the bound is timeout x low-level
+#: retries x retries. Measured against such a server: 20 s per attempt.
+QUICK_IDLE_TIMEOUT_S = 20
+
+
+def quick_args() -> list[str]:
+    """Flags, after global_args, for a short run an operator waits on (a
+    listing): one attempt, given up after QUICK_IDLE_TIMEOUT_S of silence,
+    so a silent server is reported in about that long, not after retries
+    of 60 s each (global_args' default: 3 x 10 attempts, half an hour)."""
+    return ["--timeout", f"{QUICK_IDLE_TIMEOUT_S}s", "--retries", "1", "--low-level-retries", "1"]
+
+
+def job_retry_args() -> list[str]:
+    """Flags, after global_args, for the read-only runs of a job (usage):
+    a flaky moment is retried, a silent server is given up on after 3
+    attempts of QUICK_IDLE_TIMEOUT_S (a listing never waits that long for
+    a server that works)."""
+    return ["--timeout", f"{QUICK_IDLE_TIMEOUT_S}s", "--retries", "1", "--low-level-retries", "3"]
+
+
 def dest_path(remote_path: str, *parts: str) -> str:
     """`dest:/remote/path/part...`. Parts are names we produced or validated;
     after the fixed remote name they are only ever a path."""
@@ -232,6 +256,30 @@ def failure_message(cls: str | None, messages: list[str], fallback: str) -> str:
     return f"{cls}: {first}" if cls else first
 
 
+#: Backend options whose values are secrets (obscured is not hidden:
+#: `rclone reveal` undoes it).
+SECRET_OPTIONS = ("PASS", "KEY_PEM", "KEY_FILE_PASS")
+REDACTED = b"[redacted]"
+
+
+def secret_values(env: dict[str, str]) -> list[bytes]:
+    """The secrets an rclone run's environment holds, longest first."""
+    found = {value.encode() for key, value in env.items()
+             if key.startswith("RCLONE_CONFIG_") and any(key.endswith("_" + o) for o in SECRET_OPTIONS)
+             and len(value) >= 4}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(line: bytes, secrets: list[bytes]) -> bytes:
+    """line with every secret replaced: whatever rclone says (a debug line
+    that echoes its configuration, an error quoting an option) reaches job
+    logs, job errors and the daemon log only without them."""
+    for secret in secrets:
+        if secret in line:
+            line = line.replace(secret, REDACTED)
+    return line
+
+
 def parse_log_line(line: bytes) -> dict[str, Any]:
     """One line of rclone's --use-json-log output as a record; a line that
     is not JSON (a Go panic, say) becomes an error record."""
@@ -285,6 +333,7 @@ async def run(
         limit=1024 * 1024,
     )
     records: list[dict[str, Any]] = []
+    secrets = secret_values(env)
 
     async def read_stderr() -> None:
         assert proc.stderr is not None
@@ -295,7 +344,7 @@ async def run(
                 continue
             if not line:
                 return
-            record = parse_log_line(line)
+            record = parse_log_line(redact(line, secrets))
             if keep_records:
                 records.append(record)
             if on_record is not None:

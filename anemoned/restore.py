@@ -8,6 +8,7 @@ listings of what can be restored.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -23,6 +24,10 @@ from .users import safe_user_name
 from .versions import parse_version_folder
 
 LIST_LIMIT = 10_000
+#: Whole-run bounds of the listings, each under the time anemonectl waits
+#: for the answer (300 s for restore --list, 120 s for dest versions).
+LIST_TIMEOUT_S = 240.0
+VERSIONS_TIMEOUT_S = 90.0
 
 
 def check_subpath(value: str) -> list[str]:
@@ -142,17 +147,31 @@ def remote_source(remote_path: str, user: str, parts: list[str], version: str | 
     return rclone.dest_path(remote_path, *base, *parts)
 
 
+async def _listing(binary: str, args: list[str], env: dict[str, str], timeout_s: float, what: str,
+                   on_record: Callable[[dict[str, Any]], None] | None = None) -> rclone.RcloneResult:
+    """A listing run an operator waits on: a silent server is given up on
+    after rclone.QUICK_IDLE_TIMEOUT_S, and the whole run after timeout_s
+    (under anemonectl's own wait for the answer)."""
+    try:
+        return await rclone.run(binary, [*args, *rclone.global_args("NOTICE"), *rclone.quick_args()], env,
+                                capture_stdout=True, timeout_s=timeout_s, on_record=on_record)
+    except asyncio.TimeoutError:
+        raise RpcError(ErrorCode.OPERATION_FAILED, f"{rclone.TIMEOUT}: {what} did not finish within {timeout_s:.0f} s",
+                       {"class": rclone.TIMEOUT}) from None
+
+
 async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: str, user: str, parts: list[str],
                           version: str | None) -> dict[str, Any]:
     source = remote_source(remote_path, user, parts, version)
-    result = await rclone.run(binary, ["lsjson", "-R", "--no-mimetype", source, *rclone.global_args("NOTICE")], dest_env,
-                              capture_stdout=True, timeout_s=300)
+    result = await _listing(binary, ["lsjson", "-R", "--no-mimetype", source], dest_env, LIST_TIMEOUT_S,
+                            "the listing (try a sub-path with --path)")
     if not result.ok:
         messages = rclone.messages_of(result)
         cls = rclone.classify(messages)
         if cls == rclone.PATH_MISSING or result.returncode == 3:
             raise RpcError(ErrorCode.NOT_FOUND, f"nothing to restore at {source.split(':', 1)[1]}", {"field": "path"})
-        raise RpcError(ErrorCode.OPERATION_FAILED, rclone.failure_message(cls or "error", messages, "rclone failed"))
+        raise RpcError(ErrorCode.OPERATION_FAILED, rclone.failure_message(cls or "error", messages, "rclone failed"),
+                       {"class": cls})
     entries = json.loads(result.stdout or b"[]")
     files = [{"path": e["Path"], "size": e["Size"], "modified": e["ModTime"], "is_dir": e["IsDir"]}
              for e in entries[:LIST_LIMIT]]
@@ -162,14 +181,14 @@ async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: st
 async def list_versions(binary: str, dest_env: dict[str, str], remote_path: str,
                         on_record: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
     """The versions folders on the server, oldest first ([] if none)."""
-    result = await rclone.run(binary, ["lsf", "--dirs-only", rclone.dest_path(remote_path, "versions"),
-                                       *rclone.global_args("NOTICE")], dest_env, capture_stdout=True, timeout_s=300,
-                              on_record=on_record)
+    result = await _listing(binary, ["lsf", "--dirs-only", rclone.dest_path(remote_path, "versions")], dest_env,
+                            VERSIONS_TIMEOUT_S, "listing versions/", on_record)
     if not result.ok:
         messages = rclone.messages_of(result)
-        if result.returncode == 3 or rclone.classify(messages) == rclone.PATH_MISSING:
+        cls = rclone.classify(messages)
+        if result.returncode == 3 or cls == rclone.PATH_MISSING:
             return []
         raise RpcError(ErrorCode.OPERATION_FAILED,
-                       f"cannot list versions: {rclone.failure_message(None, messages, 'rclone failed')}")
+                       f"cannot list versions: {rclone.failure_message(cls, messages, 'rclone failed')}", {"class": cls})
     names = [n.rstrip("/") for n in result.stdout.decode(errors="replace").split()]
     return sorted(n for n in names if parse_version_folder(n) is not None)

@@ -29,15 +29,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from .protocol import invalid_params
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: A schedule must have a next moment within this long, or it is refused:
+#: every date a 5-field cron can name recurs within 4 years (29 February),
+#: so what does not is a date that never comes (31 February).
+HORIZON = timedelta(days=4 * 366)
 RETRY_DELAYS = (timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
 _DURATION_RE = re.compile(r"^(\d{1,6})([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)\Z")
+
+
+class ScheduleError(ValueError):
+    """A schedule whose next moment cannot be computed (a date that never
+    comes, or a stored value that is not a schedule)."""
 
 
 def min_interval() -> timedelta:
@@ -115,6 +124,16 @@ def parse_schedule(raw: dict[str, Any], catch_up: bool | None = None) -> dict[st
     return out
 
 
+def check_horizon(schedule: dict[str, Any], now: datetime, tz: ZoneInfo) -> None:
+    """Refuse (naming the field) a schedule with no moment within HORIZON
+    of now. Pure."""
+    try:
+        next_occurrence(schedule, now, tz)
+    except ScheduleError as err:
+        field = "schedule.expr" if schedule.get("kind") == "cron" else "schedule"
+        raise invalid_params(field, f"{err}; check the date (31 February never comes)") from None
+
+
 # -- time zones --------------------------------------------------------------------
 
 def zone(name: str | None) -> ZoneInfo:
@@ -172,7 +191,8 @@ def _day_matches(schedule: dict[str, Any], day: date) -> bool:
 
 def next_occurrence(schedule: dict[str, Any], after: datetime, tz: ZoneInfo) -> datetime | None:
     """The first scheduled instant strictly after `after` (UTC-aware), or
-    None for `off`. Pure."""
+    None for `off`; raises ScheduleError when there is none within HORIZON
+    (or the schedule is not one). Pure."""
     kind = schedule["kind"]
     if kind == "off":
         return None
@@ -180,12 +200,19 @@ def next_occurrence(schedule: dict[str, Any], after: datetime, tz: ZoneInfo) -> 
         return after + parse_duration(schedule["every"])
     local_after = after.astimezone(tz).replace(tzinfo=None)
     if kind == "cron":
-        it = croniter(schedule["expr"], local_after)
-        for _ in range(100_000):
-            candidate = resolve_wall_time(it.get_next(datetime), tz)
-            if candidate > after:
-                return candidate
-        return None
+        try:
+            it = croniter(schedule["expr"], local_after)
+            while True:
+                candidate = resolve_wall_time(it.get_next(datetime), tz)
+                if candidate > after + HORIZON:
+                    break
+                if candidate > after:
+                    return candidate
+        except CroniterError as err:
+            raise ScheduleError(f"cron {schedule['expr']!r} has no date to run on ({err})") from None
+        raise ScheduleError(f"cron {schedule['expr']!r} has no date to run on within 4 years")
+    if kind not in ("daily", "weekly", "monthly"):
+        raise ScheduleError(f"unknown schedule kind {kind!r}")
     hh, mm = (int(x) for x in schedule["time"].split(":"))
     day = local_after.date() - timedelta(days=1)  # a gap can move yesterday's time past midnight
     for _ in range(400):
@@ -194,13 +221,14 @@ def next_occurrence(schedule: dict[str, Any], after: datetime, tz: ZoneInfo) -> 
             if candidate > after:
                 return candidate
         day += timedelta(days=1)
-    return None
+    raise ScheduleError(f"{kind} schedule has no moment within a year")
 
 
 def next_run(schedule: dict[str, Any], state: dict[str, Any], now: datetime, tz: ZoneInfo) -> datetime | None:
     """When the destination should next run (UTC), given the schedule, its
     bookkeeping (anchor, last_scheduled, retry_at) and now. A result <= now
     means "run now". Pure."""
+    _check_stored(schedule, state)
     if schedule.get("kind", "off") == "off":
         return None
     reference = _instant(state.get("last_scheduled")) or _instant(state.get("anchor")) or now
@@ -216,6 +244,7 @@ def skip_missed(schedule: dict[str, Any], state: dict[str, Any], now: datetime, 
     moments missed while the daemon was down or the machine asleep, or None
     when nothing was missed. Called at start-up and after a wake-up that
     came far too late; a moment that is merely due now is not "missed"."""
+    _check_stored(schedule, state)
     if schedule.get("kind", "off") == "off" or schedule.get("catch_up", True):
         return None
     reference = _instant(state.get("last_scheduled")) or _instant(state.get("anchor")) or now
@@ -255,6 +284,13 @@ def after_scheduled_finish(schedule: dict[str, Any], state: dict[str, Any], succ
         if upcoming is None or candidate < upcoming:
             retry_at = candidate.isoformat()
     return {**state, "failures": failures, "retry_at": retry_at}
+
+
+def _check_stored(schedule: Any, state: Any) -> None:
+    """A schedule and its bookkeeping as read back from the database must
+    at least be objects (a damaged cell reads as None)."""
+    if not isinstance(schedule, dict) or not isinstance(state, dict):
+        raise ScheduleError("the stored schedule is not readable")
 
 
 def _instant(text: Any) -> datetime | None:

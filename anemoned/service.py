@@ -59,7 +59,8 @@ class Daemon:
             "verify": self._job(verify_job),
             "usage": self._job(remote_jobs.usage_job),
         }
-        self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status)
+        self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status,
+                               tz=lambda: self.schedules.zone())
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
                              on_finished=self._job_finished, on_prune=self._remove_job_logs,
                              on_started=self.monitor.job_started)
@@ -227,7 +228,7 @@ class Daemon:
         self.config = new
         set_level(new.log_level)
         self.jobs.set_max_concurrent(new.max_concurrent_syncs)
-        self.schedules.wake.set()  # the zone may have changed
+        asyncio.ensure_future(self.schedules.refresh_zone())  # the zone may have changed
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 

@@ -287,10 +287,17 @@ _JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state", "options", 
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:
+    """A row as a dict, JSON columns decoded. A cell that is not JSON (a
+    damaged or hand-edited database) reads as None, so that one bad cell
+    fails only what uses it (a schedule is then off, with a warning), not
+    every view that lists the rows."""
     out = dict(r)
     for col in _JSON_COLUMNS & out.keys():
         if isinstance(out[col], str):
-            out[col] = json.loads(out[col])
+            try:
+                out[col] = json.loads(out[col])
+            except ValueError:
+                out[col] = None
     return out
 
 

@@ -3,6 +3,7 @@ downtime. ANEMONED_MIN_INTERVAL_S lowers the 5-minute floor so that this
 takes seconds, not minutes."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import datetime
 
@@ -93,3 +94,42 @@ def test_verify_has_a_schedule_of_its_own(dest: DaemonProcess):
     job = wait_until(lambda: [j for j in scheduled_jobs(dest) if j["kind"] == "verify"], timeout_s=15)[-1]
     assert dest.ctl_json("job", "wait", str(job["id"]))["state"] == "succeeded"
     assert not [j for j in scheduled_jobs(dest) if j["kind"] == "sync"]
+
+
+def test_a_date_that_never_comes_is_refused_and_nothing_is_stored(dest: DaemonProcess):
+    res = dest.ctl("dest", "schedule", "d", "--cron", "0 3 31 2 *")  # 31 February
+    assert res.returncode == 2 and "schedule.expr" in res.stderr, res.stderr
+    assert dest.ctl_json("dest", "show", "d")["schedule"] == {"kind": "off"}
+    assert dest.ctl("dest", "schedule", "d", "--cron", "0 0 29 2 *").returncode == 0  # rare, but it comes
+
+
+def test_a_stored_schedule_that_cannot_be_computed_stops_only_itself(dest: DaemonProcess, sshd: SshServer):
+    dest.add_destination("healthy", sshd, sshd.remote_dir("h"))
+    dest.ctl_json("dest", "schedule", "healthy", "--interval", "3s")
+    dest.ctl_json("dest", "schedule", "d", "--daily", "03:00")
+    dest.stop()
+    # As the old code stored it, and worse: what a damaged or hand-edited
+    # database can hold.
+    with sqlite3.connect(dest.data_dir / "state.db") as db:
+        db.execute("""UPDATE destinations SET schedule = '{"kind": "cron", "expr": "0 3 31 2 *", "catch_up": true}',
+                      verify_schedule = 'not json at all' WHERE name = 'd'""")
+    dest.start(env=FAST)  # the daemon starts
+    status = dest.ctl_json("status")
+    assert any(w.startswith("d: sync schedule is off") for w in status["warnings"]), status
+    assert any(w.startswith("d: verify schedule is off") for w in status["warnings"]), status["warnings"]
+    shown = dest.ctl_json("dest", "show", "d")
+    assert shown["next_run"] is None and shown["next_verify"] is None
+    assert any("cannot be computed" in w and "dest schedule 'd'" in w for w in shown["warnings"])
+    assert shown["schedule"]["expr"] == "0 3 31 2 *" and shown["verify_schedule"] == {"kind": "off"}
+    assert [x["name"] for x in dest.ctl_json("dest", "list")] == ["d", "healthy"]
+    assert dest.ctl("dest", "show", "d").returncode == 0  # the text view too
+    assert "sync schedule cannot be computed" in dest.log_text()
+    # The other destination's schedule still fires.
+    job = wait_until(lambda: [j for j in scheduled_jobs(dest) if j["destination"] == "healthy"], timeout_s=20)[-1]
+    assert dest.ctl_json("job", "wait", str(job["id"]))["state"] == "succeeded"
+    assert not [j for j in scheduled_jobs(dest) if j["destination"] == "d"]
+    # Setting it again puts it back.
+    dest.ctl_json("dest", "schedule", "d", "--daily", "03:00")
+    shown = dest.ctl_json("dest", "show", "d")
+    assert shown["next_run"] and not any("sync schedule" in w for w in shown["warnings"])
+    assert dest.log_text().count("sync schedule cannot be computed") == 1  # logged once, not per look

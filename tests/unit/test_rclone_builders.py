@@ -108,3 +108,15 @@ def test_failure_message_names_the_class_and_strips_retry_prefixes():
     assert rclone.failure_message(rclone.classify(msgs), msgs, "x") == \
         "unreachable: couldn't connect SSH: dial tcp 127.0.0.1:9: connect: connection refused"
     assert rclone.failure_message(None, [], "rclone exited with status 7") == "rclone exited with status 7"
+
+
+def test_secrets_in_the_environment_are_redacted_from_what_rclone_says():
+    env = {**rclone.option_env("dest", {"type": "sftp", "user": "u", "pass": "OBSCURED-abc", "key_pem": "-----PEM-----"}),
+           "PATH": "/usr/bin:/bin"}
+    secrets = rclone.secret_values(env)
+    assert set(secrets) == {b"OBSCURED-abc", b"-----PEM-----"}
+    line = b'{"level":"debug","msg":"Setting pass=\\"OBSCURED-abc\\" for \\"dest\\"; key -----PEM-----"}\n'
+    record = rclone.parse_log_line(rclone.redact(line, secrets))
+    assert "OBSCURED-abc" not in record["msg"] and "PEM-----" not in record["msg"]
+    assert record["msg"].count("[redacted]") == 2
+    assert rclone.redact(b"user=u sftp", secrets) == b"user=u sftp"  # only secrets

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anemoned.protocol import RpcError
-from anemoned.scheduler import (after_scheduled_finish, after_scheduled_start, next_occurrence, next_run,
-                                parse_schedule, resolve_wall_time, skip_missed)
+from anemoned.scheduler import (ScheduleError, after_scheduled_finish, after_scheduled_start, check_horizon,
+                                next_occurrence, next_run, parse_schedule, resolve_wall_time, skip_missed)
 
 UTC = timezone.utc
 PARIS, NY, LORD_HOWE, Z_UTC = (ZoneInfo(z) for z in ("Europe/Paris", "America/New_York", "Australia/Lord_Howe", "UTC"))
@@ -160,3 +160,35 @@ def test_next_is_after_now_and_a_real_local_time(raw, after, tz):
         assert wall == wanted or (wall > wanted and wall - wanted <= timedelta(hours=1)
                                   and resolve_wall_time(wanted, tz) == got)
         assert got - after <= timedelta(days=1, hours=1)
+
+
+# -- schedules that never come (finding 7 of issue 11) -----------------------------
+
+@pytest.mark.parametrize("expr", ["0 3 31 2 *", "0 0 30 2 *", "15 4 31 4,6,9,11 *"])
+def test_a_cron_date_that_never_comes_is_refused_naming_the_field(expr):
+    s = parse_schedule({"kind": "cron", "expr": expr})  # syntactically fine
+    with pytest.raises(RpcError) as info:
+        check_horizon(s, datetime(2026, 11, 28, tzinfo=UTC), PARIS)
+    assert info.value.data == {"field": "schedule.expr"} and "never comes" in info.value.message
+    with pytest.raises(ScheduleError):
+        next_occurrence(s, datetime(2026, 11, 28, tzinfo=UTC), PARIS)
+
+
+def test_dates_that_do_come_rarely_are_within_the_horizon():
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    for expr in ("0 0 29 2 *", "0 3 31 12 *", "0 3 31 1-12 *"):
+        check_horizon(parse_schedule({"kind": "cron", "expr": expr}), now, PARIS)
+    leap = next_occurrence(parse_schedule({"kind": "cron", "expr": "0 0 29 2 *"}), datetime(2024, 3, 1, tzinfo=UTC), Z_UTC)
+    assert leap == datetime(2028, 2, 29, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("schedule, state", [
+    (None, {}),  # a cell that was not JSON reads as None
+    ({"kind": "cron", "expr": "0 3 31 2 *"}, {}),
+    ({"kind": "weekly", "day": "mon"}, {}),
+    ({"kind": "daily", "time": "03:00"}, None),
+    ({"kind": "sometimes"}, {}),
+])
+def test_a_stored_schedule_that_cannot_be_computed_raises_rather_than_guesses(schedule, state):
+    with pytest.raises(Exception):
+        next_run(schedule, state, datetime(2026, 11, 28, tzinfo=UTC), PARIS)
