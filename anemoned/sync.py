@@ -25,6 +25,7 @@ so remote copies of users not synced this time are kept as they are.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,7 @@ class _Run:
 #: After this long without progress, ask whether the server still answers
 #: (a frozen server or link fails the job as `timeout` within about a
 #: minute, long before a user's stall_timeout).
-PROBE_AFTER_S = 20.0
+PROBE_AFTER_S = float(os.environ.get("ANEMONED_PROBE_AFTER_S", "20"))  # lowered by tests only
 
 
 @dataclass
