@@ -31,6 +31,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -124,7 +125,9 @@ class AttachServer:
         self.grants.pop(grant.token, None)
         for pid in list(grant.pids):
             try:
-                os.kill(pid, signal.SIGKILL)  # CAP_KILL: the server runs as the user
+                # CAP_KILL: the server runs as the user. Its whole process
+                # group: the user may have started more in it.
+                os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
@@ -166,7 +169,11 @@ class AttachServer:
 
     def _run_server(self, grant: Grant, stdin_fd: int, stdout_fd: int) -> int:
         # sftp-server expands %-tokens in -d; a literal % is doubled.
-        argv = [self.sftp_server, "-d", str(grant.root).replace("%", "%%"), "-u", "022"]
+        if not grant.writable and _swapped(grant):
+            return 1
+        # -u 077: a restore creates files and directories private to their
+        # owner (SFTP carries no modes here: 0644 would open a 0600 file).
+        argv = [self.sftp_server, "-d", str(grant.root).replace("%", "%%"), "-u", "077"]
         if not grant.writable:
             argv.insert(1, "-R")
         prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
@@ -184,3 +191,16 @@ class AttachServer:
         with self.lock:
             grant.pids.discard(proc.pid)
         return code if code >= 0 else 128 - code
+
+
+def _swapped(grant: Grant) -> bool:
+    """backup/ is no longer the directory its owner's scan saw (a symlink
+    swapped in since). Checked where the daemon may look; the user's own
+    0700 directory it may not, and only its owner could swap it there."""
+    try:
+        st = os.lstat(grant.root)
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    return not stat.S_ISDIR(st.st_mode) or st.st_uid != grant.identity.uid

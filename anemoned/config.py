@@ -55,6 +55,11 @@ class Config:
         return self.data_dir / "job-logs"
 
     @property
+    def restore_dir(self) -> Path:
+        """Where restores into no user's place go (each a new 0700 directory)."""
+        return self.data_dir / "restore"
+
+    @property
     def tmp_dir(self) -> Path:
         """Per-job scratch files (filter lists, check reports)."""
         return self.data_dir / "tmp"

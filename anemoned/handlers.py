@@ -290,6 +290,12 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     dest = load_destination(daemon, name)
     changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled", *SAFETY_FIELDS)
                                if k in fields}
+    moved = any(k in changes and changes[k] != getattr(dest, k) for k in ("host", "port", "user"))
+    if moved and dest.auth == "password" and "password" not in fields and "key_file" not in fields:
+        # The stored password is only ever sent to the server it was given for.
+        raise invalid_params("password", "a password destination moved to another server or account needs its "
+                             "password again (--password-stdin), or a key (--key-file): the stored one is only "
+                             "sent to the server it was given for")
     changes.update(await _auth_changes(daemon, fields))
     host, port = changes.get("host", dest.host), changes.get("port", dest.port)
     new_server = (host, port) != (dest.host, dest.port)
@@ -487,7 +493,8 @@ async def restore_(daemon: "Daemon", p: Params) -> dict[str, Any]:
     overwrite = p.bool("overwrite")
     to = p.str("to", max_len=4096) or ""
     owner = await asyncio.to_thread(restore.restorer_identity, daemon.config.users_dir, user, os.getuid())
-    target = (await asyncio.to_thread(restore.check_target, to, overwrite, owner)).path
+    target = (await asyncio.to_thread(restore.check_target, to, overwrite, owner, daemon.config.users_dir / user,
+                                      daemon.config.restore_dir)).path
     path = p.str("path", required=False, max_len=4096) or ""
     restore.check_subpath(path)
     version = p.str("version", required=False, max_len=64)

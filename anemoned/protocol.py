@@ -50,6 +50,14 @@ class ErrorCode(enum.IntEnum):
 
 #: The closed set of methods, with what each does. handlers.py implements
 #: exactly these; the README documents them from this table.
+#: Methods that decide where data goes and as whom (which server, which
+#: key, which password): root and the daemon's user only. A member of
+#: socket_group could otherwise point a destination at a server of theirs
+#: and restore "alice's files" from it into alice's tree, or have the
+#: stored password sent to that server.
+ADMIN_METHODS = frozenset({"key.generate", "dest.add", "dest.edit", "dest.remove", "dest.trust",
+                           "dest.notify.add", "dest.notify.remove", "dest.ping_url.set"})
+
 METHODS: dict[str, str] = {
     "status": "Daemon summary: versions, uptime, job counts, destinations, next run.",
     "key.generate": "Create the Ed25519 SSH key pair (params: force).",

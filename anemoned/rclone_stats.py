@@ -38,8 +38,11 @@ class StatsCollector:
         #: error messages about no file in particular, minus rclone's
         #: summaries of the per-file ones ("Attempt 1/3 failed with...")
         self.general_errors: list[str] = []
-        #: user -> first error message about one of their files
+        #: user -> first error message about one of their files ("path: msg")
         self.user_errors: dict[str, str] = {}
+        #: user -> rclone's messages about their files, the file's name
+        #: taken out (a name may hold any words: "no space left.img")
+        self.user_messages: dict[str, list[str]] = {}
         self.current_user: str | None = None
         self.refused_deletes = 0
         self.activity: tuple[Any, ...] = ()
@@ -72,10 +75,16 @@ class StatsCollector:
             self.refused_deletes += 1
         if record.get("level") in ("error", "critical", "fatal"):
             self.errors.append(msg)
-            if per_user is not None and "max-delete threshold reached" not in msg:
-                per_user["errors"] += 1
-                self.user_errors.setdefault(user, f"{obj.split('/', 1)[1]}: {msg}")
-            elif per_user is None and not _SUMMARY.match(msg):
+            # Errors about a directory come with a plain string object
+            # ("alice/sub"): they are that user's too.
+            raw = record.get("object")
+            owner = user if per_user is not None else user_of(raw) if isinstance(raw, str) else None
+            if owner in self.users and "max-delete threshold reached" not in msg:
+                rel = raw.split("/", 1)[1]
+                self.users[owner]["errors"] += 1
+                self.user_errors.setdefault(owner, f"{rel}: {msg}")
+                self.user_messages.setdefault(owner, []).append(msg.replace(raw, "…").replace(rel, "…"))
+            elif not _SUMMARY.match(msg):
                 self.general_errors.append(msg)
         return None
 

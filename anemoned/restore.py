@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -65,22 +64,30 @@ def _conflict(message: str) -> RpcError:
     return RpcError(ErrorCode.CONFLICT, f"to: {message}", {"field": "to"})
 
 
-def check_target(value: str, overwrite: bool, owner: UserIdentity | None = None,
+def check_target(value: str, overwrite: bool, owner: UserIdentity | None, user_dir: Path, restore_root: Path,
                  daemon_uid: int | None = None) -> RestoreTarget:
     """The restore target, and with whose rights it is written. Blocking
     (lstat, account look-ups): call from a thread.
 
-    A place that belongs to a user (the target, or the nearest existing
-    directory above it) is written as that user, and only when that user is
-    the owner of the files restored (`owner`): restoring alice's files into
-    a place of bob's would hand them to bob. A place no user owns (root's or
-    the daemon's) is written as the daemon into a directory it creates
-    itself, mode 0700, under ancestors nobody else can change, so nobody can
-    plant a symbolic link in it. Empty or absent unless overwrite."""
+    Two kinds of places, nothing else:
+    - inside the restored user's own directory (`user_dir`, that is
+      users_dir/<user>), belonging to that user (`owner`, the owner of
+      their tree): written as that user. Restoring alice's files into a
+      place of bob's would hand them to bob; into another account's place
+      (a system account's, say) would write as it.
+    - inside `restore_root` (data_dir/restore): a new directory the daemon
+      creates itself, mode 0700, so nobody can plant a symbolic link in
+      it; with --overwrite, one an earlier restore made there. Never the
+      daemon's own files (certs/...).
+    Empty or absent unless overwrite."""
     if not value.startswith("/") or any(ord(c) < 32 for c in value):
         raise invalid_params("to", "must be an absolute directory path")
     daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
     target = Path(os.path.normpath(value))
+    in_user_dir = target.is_relative_to(user_dir) and target != user_dir
+    if not in_user_dir and not (target.is_relative_to(restore_root) and target != restore_root):
+        raise invalid_params("to", f"must be inside the user's own directory ({user_dir}) or inside {restore_root} "
+                             "(the daemon then creates it, mode 0700)")
     place = target
     while True:
         try:
@@ -99,13 +106,16 @@ def check_target(value: str, overwrite: bool, owner: UserIdentity | None = None,
         identity: UserIdentity | None = account_identity(st.st_uid, daemon_uid)
     except NotAUser:
         identity = None
-    if identity is not None:
-        if owner is None or owner.uid != identity.uid:
-            who = owner.account if owner else "a user with an account"
-            raise _conflict(f"{place} belongs to {identity.account}, not to {who}; restoring there would give "
-                            "these files to someone else. Restore into a directory the user owns, or into a new "
-                            "directory in a place no user owns (the daemon then creates it, mode 0700)")
+    if in_user_dir:
+        if identity is None or owner is None or owner.uid != identity.uid:
+            who = owner.account if owner else "the user"
+            raise _conflict(f"{place} does not belong to {who}; restoring there would give these files to someone "
+                            "else. Restore into a directory the user owns, or into a new directory inside "
+                            f"{restore_root}")
     else:
+        if identity is not None:
+            raise _conflict(f"{place} belongs to {identity.account}; restores inside {restore_root} go into "
+                            "directories the daemon makes")
         _check_daemon_place(place, daemon_uid)
         if exists and (st.st_uid != daemon_uid or st.st_mode & 0o077):
             raise _conflict(f"{target} exists and was not made by the daemon; name a new directory (the daemon "
@@ -130,15 +140,13 @@ def _check_daemon_place(place: Path, daemon_uid: int) -> None:
 
 
 def restorer_identity(users_dir: Path, user: str, daemon_uid: int) -> UserIdentity | None:
-    """The account whose files a restore of `user` brings back: the owner of
-    their tree, else the account of that name; None when there is none."""
+    """The account whose files a restore of `user` brings back: the owner
+    of their tree; None when there is none (then only a place of the
+    daemon's can be restored into). Never any other account of that name:
+    a system account has no tree to get back."""
     try:
         return tree_identity(users_dir / user, user, daemon_uid)
     except (NotAUser, OSError):
-        pass
-    try:
-        return account_identity(pwd.getpwnam(user).pw_uid, daemon_uid)
-    except (KeyError, NotAUser):
         return None
 
 

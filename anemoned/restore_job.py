@@ -39,7 +39,8 @@ async def _restore(run: JobRun) -> JobOutcome:
     daemon_uid = os.getuid()
     owner = await asyncio.to_thread(restorer_identity, ctx.config.users_dir, options["user"], daemon_uid)
     try:
-        target = await asyncio.to_thread(check_target, options["to"], bool(options.get("overwrite")), owner)
+        target = await asyncio.to_thread(check_target, options["to"], bool(options.get("overwrite")), owner,
+                                         ctx.config.users_dir / options["user"], ctx.config.restore_dir)
     except RpcError as err:
         return JobOutcome(JobState.FAILED, err.message)
     source = remote_source(run.dest.remote_path, options["user"], check_subpath(options.get("path") or ""),

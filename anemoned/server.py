@@ -111,7 +111,13 @@ def bind_unix_socket(path: Path, group: str | None) -> socket.socket:
     finally:
         os.umask(old_umask)
     if group is not None:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        try:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        except PermissionError:
+            sock.close()
+            path.unlink(missing_ok=True)
+            raise PermissionError(f"cannot give the control socket to socket_group {group!r}: the daemon's user "
+                                  f"must be a member of it (usermod -aG {group} <daemon user>)") from None
     os.chmod(path, 0o660)
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)

@@ -17,14 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, handlers, monitor_handlers, remote_jobs  # noqa: F401 (registers its methods)
+from . import __version__, access, caps, handlers, monitor_handlers, protocol, remote_jobs  # noqa: F401 (registers its methods)
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .destinations import Destination
 from .jobs import JobOutcome, JobQueue
 from .logs import event, set_level, setup_logging
 from .monitoring import Monitor
-from .protocol import Request
+from .protocol import ErrorCode, Request, RpcError
 from .rclone_version import RcloneUnusable, check_rclone
 from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
@@ -70,6 +70,10 @@ class Daemon:
             event(logging.WARNING, "jobs interrupted by the last stop", jobs=",".join(map(str, self.interrupted)))
 
     async def dispatch(self, request: Request, peer: Peer) -> Any:
+        if request.method in protocol.ADMIN_METHODS and peer.uid not in (0, os.getuid()):
+            raise RpcError(ErrorCode.PERMISSION_DENIED,
+                           f"permission denied: {request.method} is for root or the daemon's user; members of "
+                           "socket_group run and watch backups")
         return await handlers.dispatch(self, request)
 
     def status(self) -> dict[str, Any]:
@@ -240,6 +244,7 @@ def prepare_data_dir(config: Config) -> None:
     config.certs_dir.chmod(0o700)
     config.job_logs_dir.mkdir(exist_ok=True, mode=0o750)
     config.tmp_dir.mkdir(exist_ok=True, mode=0o700)
+    config.restore_dir.mkdir(exist_ok=True, mode=0o700)
     config.tmp_dir.chmod(0o700)
 
 

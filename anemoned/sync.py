@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from .users import LocalUser, SyncPlan, safe_user_name
 DESTINATION_CLASSES = (rclone.UNREACHABLE, rclone.TIMEOUT, rclone.HOST_KEY_UNKNOWN, rclone.HOST_KEY_MISMATCH,
                        rclone.AUTH_FAILED, rclone.SESSION_REFUSED, rclone.DISK_FULL, rclone.PATH_NOT_WRITABLE,
                        rclone.PATH_MISSING)
+_UPSTREAM = re.compile(r'upstream "u(\d+):')
 #: Names per include rule: rclone reads filter files line by line with a
 #: 64 KiB line limit; 500 names of at most 32 characters stay well below it.
 NAMES_PER_RULE = 500
@@ -226,8 +228,9 @@ class Engine:
                 if rest or extra:
                     queue.insert(0, rest)
                 continue
+            self._attribute_start_failures(run.collector, batch)
             failed = {n for n in run.collector.user_errors if n in users}
-            cls = self._destination_class(run.collector)
+            cls = self._destination_class(run.collector, {u.name for u in batch})
             if cls is not None or (not failed and len(batch) <= 1):
                 message = rclone.failure_message(cls, run.collector.errors, f"rclone exited with status {run.returncode}")
                 self._fail(users, names + [u.name for b in queue for u in b], message)
@@ -253,13 +256,33 @@ class Engine:
                 users[name].update(status="failed", error=why)
 
     @staticmethod
-    def _destination_class(collector: StatsCollector) -> str | None:
+    def _attribute_start_failures(collector: StatsCollector, batch: list[LocalUser]) -> None:
+        """rclone could not start a user's reader (the combine remote names
+        the upstream, u<index>): that is the user's failure, not everyone's."""
+        for message in list(collector.general_errors):
+            m = _UPSTREAM.search(message)
+            if m and int(m[1]) < len(batch):
+                name = batch[int(m[1])].name
+                collector.user_errors.setdefault(name, f"its reader did not start: {message}")
+                collector.general_errors.remove(message)
+
+    @staticmethod
+    def _destination_class(collector: StatsCollector, batch: set[str]) -> str | None:
         """The destination's failure class, if the errors show one: from
-        errors about no file, or about writing files (rclone says "source"
-        when reading a user's file failed)."""
-        writing = [m for m in collector.user_errors.values() if "source" not in m.lower()]
-        cls = rclone.classify(collector.general_errors) or rclone.classify(writing)
-        return cls if cls in DESTINATION_CLASSES else None
+        errors about no file in particular, or when every user of the run
+        failed writing with the same kind of error (a read-only or full
+        server). One user's errors never fail the others: a user controls
+        their file names and what their reader says."""
+        cls = rclone.classify(collector.general_errors)
+        if cls in DESTINATION_CLASSES:
+            return cls
+        if batch and batch <= set(collector.user_messages):
+            writing = [m for msgs in collector.user_messages.values() for m in msgs if "source" not in m.lower()]
+            classes = {rclone.classify(msgs) for msgs in collector.user_messages.values()}
+            cls = rclone.classify(writing)
+            if len(classes) == 1 and cls in DESTINATION_CLASSES:
+                return cls
+        return None
 
     async def _run_batch(self, batch: list[LocalUser], emptied: set[str], budget: int | None) -> _Run:
         """One rclone over the batch's users (and the trees mirrored as

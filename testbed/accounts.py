@@ -6,6 +6,7 @@ with the `anemt-` prefix, and removed by remove_all() (the test session
 and the bench call it when they end)."""
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import pwd
@@ -19,6 +20,7 @@ PREFIX = "anemt-"
 #: The unit's capabilities (systemd/anemoned.service), for setpriv.
 UNIT_CAPS = "setuid,setgid,kill,setpcap"
 _made: set[str] = set()
+_groups: set[str] = set()
 
 
 def ensure(name: str) -> pwd.struct_passwd:
@@ -31,6 +33,17 @@ def ensure(name: str) -> pwd.struct_passwd:
                     "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
     _made.add(name)
     return pwd.getpwnam(name)
+
+
+def ensure_group(name: str) -> grp.struct_group:
+    """The group `name`, created if missing (removed by remove_all)."""
+    try:
+        return grp.getgrnam(name)
+    except KeyError:
+        pass
+    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+    _groups.add(name)
+    return grp.getgrnam(name)
 
 
 def for_tree(tree_name: str) -> pwd.struct_passwd:
@@ -46,6 +59,9 @@ def remove_all() -> None:
     for name in sorted(_made):
         subprocess.run(["userdel", name], capture_output=True)
     _made.clear()
+    for name in sorted(_groups):
+        subprocess.run(["groupdel", name], capture_output=True)
+    _groups.clear()
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:

@@ -125,15 +125,91 @@ def test_a_restore_refuses_to_hand_one_users_files_to_another(setup):
     write(daemon.users_dir / "alice/backup/a.txt", "alice's")
     write(daemon.users_dir / "bob/backup/b.txt", "bob's")
     assert sync(daemon)["state"] == "succeeded"
-    res = daemon.ctl("restore", "d", "--user", "alice", "--to", str(daemon.users_dir / "bob/backup/loot"))
-    assert res.returncode == 2 or res.returncode == 1, res.stderr
-    assert "bob" in res.stderr or "belongs to" in res.stderr, res.stderr
-    assert not (daemon.users_dir / "bob/backup/loot").exists()
+    for place in (daemon.users_dir / "bob/backup/loot", daemon.data_dir / "certs", Path("/tmp/loot")):
+        res = daemon.ctl("restore", "d", "--user", "alice", "--to", str(place), "--overwrite")
+        assert res.returncode == 2, (place, res.stderr)
+        assert "to:" in res.stderr
+    assert not (daemon.users_dir / "bob/backup/loot").exists() and not Path("/tmp/loot").exists()
+    assert not (daemon.data_dir / "certs/a.txt").exists()
     # A place nobody owns: a fresh 0700 directory of the daemon's.
-    target = daemon.data_dir / "restored-alice"
+    target = daemon.data_dir / "restore/alice"
     job = daemon.ctl_json("restore", "d", "--user", "alice", "--to", str(target), "--wait")
     assert job["state"] == "succeeded" and (target / "a.txt").read_text() == "alice's"
     assert target.stat().st_uid == daemon.uid and target.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_restore_into_the_users_tree_keeps_their_files_private(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "alice/backup/private/secret.txt", "alice only")
+    daemon.own_trees()
+    (daemon.users_dir / "alice/backup/private/secret.txt").chmod(0o600)
+    (daemon.users_dir / "alice/backup/private").chmod(0o700)
+    assert sync(daemon)["state"] == "succeeded"
+    target = daemon.users_dir / "alice/backup/back"
+    job = daemon.ctl_json("restore", "d", "--user", "alice", "--to", str(target), "--wait")
+    assert job["state"] == "succeeded" and (target / "private/secret.txt").read_text() == "alice only"
+    for p in (target, target / "private", target / "private/secret.txt"):
+        assert p.stat().st_mode & 0o077 == 0, (p, oct(p.stat().st_mode))  # SFTP carries no modes: private
+
+
+def test_one_users_unreadable_directory_or_odd_file_name_fails_only_that_user(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "mallory/backup/ok.txt", "ok")
+    write(daemon.users_dir / "mallory/backup/x no space left y.img", "a name that reads like a full disk")
+    write(daemon.users_dir / "bob/backup/keep.txt", "keep")
+    write(daemon.users_dir / "bob/backup/old.txt", "old")
+    daemon.own_trees()
+    (daemon.users_dir / "mallory").rename(daemon.users_dir / ".mallory-later")
+    assert sync(daemon)["state"] == "succeeded"
+    (daemon.users_dir / ".mallory-later").rename(daemon.users_dir / "mallory")
+    locked = daemon.users_dir / "mallory/backup/locked"
+    locked.mkdir()
+    write(locked / "f", "f")
+    os.chown(locked, accounts.for_tree("mallory").pw_uid, 0)
+    locked.chmod(0)
+    (daemon.users_dir / "bob/backup/old.txt").unlink()
+    job = sync(daemon, expect=1)
+    users = job["stats"]["users"]
+    assert users["mallory"]["status"] == "failed" and users["mallory"]["error"].startswith("locked"), users["mallory"]
+    assert users["bob"]["status"] == "succeeded", users["bob"]
+    assert not (remote / "backup/bob/old.txt").exists()
+    assert not job["error"].startswith(("remote", "session", "timeout")), job["error"]
+
+
+def test_socket_group_members_run_backups_but_do_not_choose_servers_or_keys(make_daemon, sshd):
+    group, member = accounts.ensure_group("anemt-ops"), accounts.ensure("anemt-operator")
+    for account in (member.pw_name, accounts.DAEMON_ACCOUNT):  # the daemon gives its socket to the group
+        subprocess.run(["usermod", "-a", "-G", group.gr_name, account], check=True)
+    daemon = make_daemon(socket_group=group.gr_name)
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    daemon.add_destination("d", sshd, sshd.remote_dir("ops"))
+    write(daemon.users_dir / "alice/backup/a.txt", "a")
+    daemon.own_trees()
+
+    def as_operator(*args: str) -> subprocess.CompletedProcess[str]:
+        code = ("import sys; from anemonectl.cli import main, build_parser; build_parser(); import os; "
+                f"os.setgroups([{group.gr_gid}]); os.setgid({member.pw_gid}); os.setuid({member.pw_uid}); "
+                f"sys.exit(main(['--socket', {str(daemon.socket)!r}, *{list(args)!r}]))")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert as_operator("status").returncode == 0
+    assert as_operator("sync", "d", "--wait").returncode == 0
+    for args in (["dest", "add", "evil", "--host", "127.0.0.1", "--user", "x", "--remote-path", "/x", "--trust-host-key"],
+                 ["dest", "edit", "d", "--port", "2222"], ["dest", "remove", "d"], ["key", "generate", "--force"],
+                 ["dest", "trust", "d"]):
+        res = as_operator(*args)
+        assert res.returncode == 3 and "root or the daemon's user" in res.stderr, (args, res.stderr)
+    assert daemon.ctl_json("dest", "show", "d")["port"] == sshd.port
+
+
+def test_a_password_is_never_sent_to_another_server_by_an_edit(setup, sshd):
+    daemon, _ = setup
+    if sshd.password is None:
+        pytest.skip("password logins need root to create the SFTP account")
+    daemon.add_destination("pw", sshd, sshd.remote_dir("pw"), "--password-stdin", stdin=sshd.password + "\n")
+    res = daemon.ctl("dest", "edit", "pw", "--port", "1", "--trust-host-key")
+    assert res.returncode == 2 and "password" in res.stderr, res.stderr
+    assert daemon.ctl_json("dest", "show", "pw")["port"] == sshd.port
 
 
 def test_one_users_fifo_stalls_only_that_user_and_the_others_deletions_are_mirrored(setup):

@@ -31,7 +31,7 @@ def synced(daemon: DaemonProcess, sshd: SshServer):
 
 def test_round_trip_sub_path_version_and_refusals(synced):
     daemon, remote = synced
-    places = daemon.data_dir  # a place no user owns: the daemon makes each target itself, 0700
+    places = daemon.data_dir / "restore"  # no user's place: the daemon makes each target itself, 0700
     alice = daemon.users_dir / "alice/backup"
     original = tree(alice)
 

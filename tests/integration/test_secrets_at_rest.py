@@ -74,7 +74,7 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
         assert answers[-1]["state"] == "succeeded"
         answers.append(daemon.ctl_json("dest", "versions", "pw"))
         answers.append(daemon.ctl_json("restore", "pw", "--user", "alice", "--list"))
-        answers.append(daemon.ctl_json("restore", "pw", "--user", "alice", "--to", str(daemon.data_dir / "restored"),
+        answers.append(daemon.ctl_json("restore", "pw", "--user", "alice", "--to", str(daemon.data_dir / "restore/x"),
                                        "--wait"))
         assert answers[-1]["state"] == "succeeded"
         answers.append(daemon.ctl_json("verify", "pw", "--wait"))

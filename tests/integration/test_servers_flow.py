@@ -65,7 +65,7 @@ def test_whole_flow(served):
             assert tree(remote / "backup" / user) == tree(backup)
         assert (remote / "versions" / changed["stats"]["versions_folder"] / "flb/x.bin").exists()
 
-        target = daemon.data_dir / "restored"  # a place no user owns: the daemon makes it
+        target = daemon.data_dir / "restore/r"  # no user's place: the daemon makes it
         restored = job(daemon, "restore", "flow", "--user", "fla", "--to", str(target))
         assert restored["state"] == "succeeded" and tree(target) == tree(alice)
 
@@ -92,7 +92,7 @@ def test_server_stopped_fails_every_job_as_unreachable_and_usage_is_not_faked(se
         server.stop()
         try:
             for args in (("sync", "stopped"), ("verify", "stopped"), ("dest", "usage", "stopped"),
-                         ("restore", "stopped", "--user", "sta", "--to", str(daemon.data_dir / "r"))):
+                         ("restore", "stopped", "--user", "sta", "--to", str(daemon.data_dir / "restore/r"))):
                 failed = job(daemon, *args)
                 assert failed["state"] == "failed", (args, failed)
                 # the server was found dead before rclone was started at all
