@@ -45,6 +45,8 @@ class StatsCollector:
         self.user_messages: dict[str, list[str]] = {}
         self.current_user: str | None = None
         self.refused_deletes = 0
+        #: users some of whose deletions the delete guard refused
+        self.refused_users: set[str] = set()
         self.activity: tuple[Any, ...] = ()
         self.last_activity = time.monotonic()
 
@@ -73,6 +75,9 @@ class StatsCollector:
                 per_user["files_deleted"] += 1
         if "max-delete threshold reached" in msg:
             self.refused_deletes += 1
+            refused = user_of(record.get("object"))
+            if refused in self.users:
+                self.refused_users.add(refused)
         if record.get("level") in ("error", "critical", "fatal"):
             self.errors.append(msg)
             # Errors about a directory come with a plain string object

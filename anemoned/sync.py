@@ -213,13 +213,21 @@ class Engine:
                 result.error, result.failure_class = run.silent_server, cls
                 break
             if run.collector.refused_deletes:
-                result.refused_deletes = run.collector.refused_deletes
+                result.refused_deletes += run.collector.refused_deletes
+                over = run.collector.refused_users
+                rest = [u for u in batch if u.name not in over]
+                if over and rest and budget:  # one user's mass deletion; the others still get the rest of the budget
+                    for name in over:
+                        users[name].update(status="failed", error="the delete guard refused some of its deletions")
+                    extra -= over
+                    queue.insert(0, rest)
+                    continue
                 self._fail(users, names + [u.name for b in queue for u in b], "the delete guard stopped the sync")
                 break
             if run.stalled:
                 stuck = run.collector.transferring_users() or ({batch[0].name} if len(batch) == 1 else set())
                 if not stuck:
-                    queue[:0] = [[u] for u in batch]  # find out who, one by one
+                    queue[:0] = halves(batch)  # find out who
                     continue
                 for name in stuck:
                     users[name].update(status="stalled", error=f"no progress for {self.settings.stall_timeout_s:g} s "
@@ -237,7 +245,7 @@ class Engine:
                 result.error, result.failure_class = message, cls
                 break
             if not failed:
-                queue[:0] = [[u] for u in batch]
+                queue[:0] = halves(batch)
                 continue
             for name in failed:
                 users[name].update(status="failed", error=run.collector.user_errors[name])
@@ -357,6 +365,13 @@ class Engine:
         except asyncio.CancelledError:
             await _stop(task)
             raise
+
+
+def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:
+    """A run that failed or stalled without saying for whom, split to find
+    out: log2(users) more runs, not one per user."""
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]
 
 
 async def _stop(task: "asyncio.Future[Any]") -> None:

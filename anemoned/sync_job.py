@@ -83,7 +83,7 @@ async def _sync(run: JobRun) -> JobOutcome:
         users_dev = (await asyncio.to_thread(os.stat, config.users_dir)).st_dev
     except OSError:
         users_dev = -1
-    users = await scan_all(users, users_dev)
+    users = await scan_all(users, users_dev, float(dest.stall_timeout))
     plan = make_plan(users, warnings, here.keys(), settings.allow_empty, states, remote_path=dest.remote_path,
                      full=bool(options.get("full")) or dest.full_sync_every == 0,
                      full_every=timedelta(days=dest.full_sync_every), now=now)
@@ -96,6 +96,9 @@ async def _sync(run: JobRun) -> JobOutcome:
     engine = Engine(ctx.binary, run.env, ctx.attach, config.tmp_dir, job["id"], settings, log, ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port))
     result = await engine.run(plan) if plan.synced else SyncResult(True, None, {})
+    if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
+        result.ok = False
+        result.users.update({n: {**new_user_stats("stalled"), "error": why} for n, why in plan.stalled.items()})
     stats = job_stats(plan, result, asyncio.get_running_loop().time() - started, settings)
     if not settings.dry_run:
         save_states(store, dest, plan, result, now)
@@ -136,6 +139,8 @@ def job_stats(plan: SyncPlan, result: SyncResult, duration_s: float, settings: S
     for name, why in plan.skipped.items():
         users[name] = new_user_stats("skipped", why)
         users[name].pop("errors")
+    for name, why in plan.stalled.items():
+        users[name] = {**new_user_stats("stalled"), "error": why}
     for u in users.values():
         u.pop("errors", None)
     stats: dict[str, Any] = {

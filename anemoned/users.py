@@ -30,6 +30,8 @@ class LocalUser:
     problem: str | None  # why it is not backed up this time, or None
     identity: UserIdentity | None = None
     scan: TreeScan | None = None
+    #: the scan got no answer in time: the user may have stopped it
+    stalled: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class SyncPlan:
     unchanged: list[LocalUser]
     #: users not backed up this time, with the reason (shown per user)
     skipped: dict[str, str]
+    #: users whose scan stalled: not backed up, and the job fails
+    stalled: dict[str, str]
     #: the remote user directories this sync may change: the included users
     #: and those the operator allowed to become empty or go
     synced: set[str]
@@ -86,8 +90,10 @@ def discover(users_dir: Path, daemon_uid: int) -> tuple[list[LocalUser], list[st
     return users, warnings
 
 
-async def scan_all(users: list[LocalUser], users_dev: int) -> list[LocalUser]:
-    """Each user with an identity scanned as that user."""
+async def scan_all(users: list[LocalUser], users_dev: int, timeout_s: float) -> list[LocalUser]:
+    """Each user with an identity scanned as that user. A scan that takes
+    longer than timeout_s (the destination's stall_timeout: the user may
+    have stopped their own `find`) leaves that user out, stalled."""
     gate = asyncio.Semaphore(SCAN_CONCURRENCY)
 
     async def one(user: LocalUser) -> LocalUser:
@@ -95,8 +101,11 @@ async def scan_all(users: list[LocalUser], users_dev: int) -> list[LocalUser]:
             return user
         async with gate:
             try:
-                result = await scan(user.identity, user.backup_dir, users_dev)
-            except (OSError, asyncio.TimeoutError) as err:
+                result = await scan(user.identity, user.backup_dir, users_dev, timeout_s)
+            except asyncio.TimeoutError:
+                return replace(user, problem=f"backup/ could not be scanned: no answer within {timeout_s:g} s",
+                               stalled=True)
+            except OSError as err:
                 return replace(user, problem=f"backup/ could not be scanned: {err}")
         return replace(user, scan=result, problem=result.problem)
 
@@ -136,6 +145,8 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
     included: list[LocalUser] = []
     same: list[LocalUser] = []
     skipped: dict[str, str] = {}
+    stalled = {u.name: u.problem or "" for u in users if u.stalled}
+    users = [u for u in users if not u.stalled]
     for user in users:
         if user.problem is None or (user.problem == "backup/ is empty" and user.name in allowed):
             if not full and user.problem is None and now is not None and unchanged(
@@ -155,4 +166,4 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
             skipped[name] = "no such user directory any more; the remote copy is kept as it is"
     synced = {u.name for u in included if u.problem is None} | {n for n in allowed if safe_user_name(n)}
     included = [u for u in included if u.problem is None]
-    return SyncPlan(included, same, skipped, synced, list(warnings))
+    return SyncPlan(included, same, skipped, stalled, synced, list(warnings))

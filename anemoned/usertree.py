@@ -14,22 +14,18 @@ costs about a millisecond to start, so scanning 2,000 users is cheap.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from .identity import UserIdentity
+from .userproc import output_of
 
 FIND = shutil.which("find", path="/usr/bin:/bin") or "/usr/bin/find"
 #: depth, uid, type, size, mtime, inode, device, path; NUL-terminated
 #: because a file name may hold any byte but NUL and "/".
 _FORMAT = r"%d %U %y %s %T@ %i %D %P\0"
-#: How long a scan may take before it counts as stalled.
-SCAN_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -44,20 +40,10 @@ class TreeScan:
     mounts: tuple[str, ...] = ()
 
 
-async def scan(identity: UserIdentity, backup: Path, users_dev: int, timeout_s: float = SCAN_TIMEOUT_S) -> TreeScan:
-    proc = await asyncio.create_subprocess_exec(
-        FIND, "-P", str(backup), "-xdev", "-printf", _FORMAT,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, cwd="/", start_new_session=True, **identity.popen_args())
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        await proc.wait()
-        raise
+async def scan(identity: UserIdentity, backup: Path, users_dev: int, timeout_s: float) -> TreeScan:
+    """The tree, seen by its owner; asyncio.TimeoutError when find says
+    nothing for timeout_s."""
+    _, out, err = await output_of(identity, [FIND, "-P", str(backup), "-xdev", "-printf", _FORMAT], timeout_s)
     return parse(out, err, identity.uid, users_dev)
 
 

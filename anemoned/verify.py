@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from .joblog import JobLog
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
 from .sync import include_rules
+from .userproc import output_of
 from .users import LocalUser, discover, scan_all
 
 #: Names listed per user and category in the job's stats (counts are exact).
@@ -84,25 +84,13 @@ def summarise(report: dict[str, dict[str, list[str]]], users: list[str]) -> dict
     return {"totals": totals, "users": per_user}
 
 
-async def local_sums(binary: str, user: LocalUser, timeout_s: float) -> tuple[dict[str, str], list[str]]:
+async def local_sums(binary: str, user: LocalUser, idle_timeout_s: float) -> tuple[dict[str, str], list[str]]:
     """md5 of every file of the user's tree, computed by an rclone running
     as that user (it holds no secret: local files only); and its errors."""
     assert user.identity is not None
-    proc = await asyncio.create_subprocess_exec(
-        *rclone.DIE_WITH_PARENT, binary, "md5sum", str(user.backup_dir), "--one-file-system",
-        *rclone.global_args("ERROR"),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8", "RCLONE_CACHE_DIR": "/nonexistent"}, cwd="/",
-        start_new_session=True, **user.identity.popen_args())
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        await proc.wait()
-        raise
+    _, out, err = await output_of(
+        user.identity, [*rclone.DIE_WITH_PARENT, binary, "md5sum", str(user.backup_dir), "--one-file-system",
+                        *rclone.global_args("ERROR")], idle_timeout_s, {"RCLONE_CACHE_DIR": "/nonexistent"})
     errors = [str(rclone.parse_log_line(line).get("msg")) for line in err.splitlines() if line.strip()]
     return parse_sums(out.decode(errors="replace"), user.name), errors
 
@@ -131,14 +119,18 @@ async def run_verify(run: JobRun) -> JobOutcome:
     only_user = run.options.get("user")
     found, _ = await asyncio.to_thread(discover, ctx.config.users_dir, os.getuid())
     users_dev = (await asyncio.to_thread(os.stat, ctx.config.users_dir)).st_dev
-    found = await scan_all([u for u in found if only_user is None or u.name == only_user], users_dev)
+    found = await scan_all([u for u in found if only_user is None or u.name == only_user], users_dev,
+                           float(run.dest.stall_timeout))
     users = [u for u in found if u.problem is None]
     if not users:
         return JobOutcome(JobState.FAILED, f"no local backup/ tree to verify{' for ' + only_user if only_user else ''}", {})
     local: dict[str, str] = {}
     local_errors: dict[str, list[str]] = {}
     for user in users:
-        sums, errors = await local_sums(ctx.binary, user, float(run.dest.stall_timeout) * 10)
+        try:
+            sums, errors = await local_sums(ctx.binary, user, float(run.dest.stall_timeout))
+        except asyncio.TimeoutError:  # one user's stopped reader costs that user only
+            sums, errors = {}, [f"no answer within {run.dest.stall_timeout} s (stalled)"]
         local.update(sums)
         if errors:
             local_errors[user.name] = errors
@@ -173,6 +165,10 @@ async def run_verify(run: JobRun) -> JobOutcome:
         problems.append(f"{t['missing']} file(s) missing on the server: {', '.join(names[:5])}")
     if t["error"]:
         problems.append(f"{t['error']} file(s) could not be compared")
+    for user in found:
+        if user.stalled:  # its own scan got no answer: not verified, said so
+            stats["users"][user.name] = {"status": "stalled", "error": user.problem}
+            problems.append(f"{user.name}: {user.problem}")
     if problems:
         return JobOutcome(JobState.FAILED, "; ".join(problems), stats)
     return JobOutcome(JobState.SUCCEEDED, None, stats)

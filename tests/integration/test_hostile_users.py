@@ -358,3 +358,28 @@ def test_a_file_system_mounted_inside_a_tree_is_not_crossed(setup):
         assert not (remote / "backup/alice/mnt [x]/elsewhere.txt").exists()
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_user_who_stops_their_own_processes_delays_nobody_else_beyond_the_stall_timeout(setup):
+    daemon, remote = setup
+    write(daemon.users_dir / "mallory/backup/m.txt", "m")
+    write(daemon.users_dir / "bob/backup/b.txt", "b")
+    daemon.own_trees()
+    # Everything mallory's find, sftp-server or md5sum will be, stopped as it starts.
+    stopper = as_user("mallory", "import os, signal\nwhile True:\n    try: os.kill(-1, signal.SIGSTOP)\n"
+                                 "    except OSError: pass\n")
+    try:
+        started = time.monotonic()
+        job = sync(daemon, expect=1)
+        verify = daemon.ctl_json("verify", "d", "--wait", expect=1, timeout_s=300)
+        took = time.monotonic() - started
+    finally:
+        stopper.kill()
+        stopper.wait()
+    users = job["stats"]["users"]
+    assert users["bob"]["status"] == "succeeded" and (remote / "backup/bob/b.txt").read_text() == "b"
+    assert users["mallory"]["status"] == "stalled" and "no answer" in users["mallory"]["error"], users["mallory"]
+    assert "mallory stalled" in job["error"]
+    assert verify["stats"]["users"]["bob"]["status"] == "succeeded"
+    assert verify["stats"]["users"]["mallory"]["status"] == "stalled"
+    assert took < 120, took  # two jobs, each held up at most about the 10 s stall timeout
