@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testbed import accounts
 from testbed.daemon import DaemonProcess
 from testbed.sshd import SshServer
 
@@ -85,6 +86,10 @@ def main() -> int:
         (daemon.users_dir / "alice/backup/photos/cat.jpg").unlink()
         run(daemon, "sync", "Backup Server FR2", "--wait")
 
+        step("alice gets her photos back, into her own tree, written as her (never as the daemon)")
+        run(daemon, "restore", "Backup Server FR2", "--user", "alice", "--path", "photos",
+            "--to", str(daemon.users_dir / "alice/backup/photos-restored"), "--wait")
+
         step("The destination and its last sync")
         run(daemon, "dest", "show", "Backup Server FR2")
         run(daemon, "job", "list")
@@ -98,6 +103,7 @@ def main() -> int:
         step("Stopping")
         daemon.stop()
         sshd.cleanup()
+        accounts.remove_all()
 
 
 if __name__ == "__main__":

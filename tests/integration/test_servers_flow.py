@@ -92,7 +92,7 @@ def test_server_stopped_fails_every_job_as_unreachable_and_usage_is_not_faked(se
         server.stop()
         try:
             for args in (("sync", "stopped"), ("verify", "stopped"), ("dest", "usage", "stopped"),
-                         ("restore", "stopped", "--user", "sta", "--to", str(daemon.data_dir / "restore/r"))):
+                         ("restore", "stopped", "--user", "sta", "--to", str(daemon.data_dir / "restore/while-stopped"))):
                 failed = job(daemon, *args)
                 assert failed["state"] == "failed", (args, failed)
                 # the server was found dead before rclone was started at all
