@@ -124,12 +124,7 @@ class AttachServer:
         grant.revoked = True
         self.grants.pop(grant.token, None)
         for pid in list(grant.pids):
-            try:
-                # CAP_KILL: the server runs as the user. Its whole process
-                # group: the user may have started more in it.
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _killpg(pid)
 
     # -- serving -------------------------------------------------------------
 
@@ -168,29 +163,43 @@ class AttachServer:
             conn.close()
 
     def _run_server(self, grant: Grant, stdin_fd: int, stdout_fd: int) -> int:
-        # sftp-server expands %-tokens in -d; a literal % is doubled.
         if not grant.writable and _swapped(grant):
             return 1
-        # -u 077: a restore creates files and directories private to their
-        # owner (SFTP carries no modes here: 0644 would open a 0600 file).
+        # sftp-server expands %-tokens in -d; a literal % is doubled. -u 077:
+        # a restore creates files and directories private to their owner
+        # (SFTP carries no modes here: 0644 would open a 0600 file).
         argv = [self.sftp_server, "-d", str(grant.root).replace("%", "%%"), "-u", "077"]
         if not grant.writable:
             argv.insert(1, "-R")
         prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+        if grant.revoked:
+            return 1
+        # Not under the lock: until it execs, the child has the user's uid
+        # and the user can stop it, and Popen waits for the exec; a revoke
+        # (from the event loop) must never wait for that.
+        proc = subprocess.Popen(
+            [*prefix, *argv], stdin=stdin_fd, stdout=stdout_fd, stderr=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/", close_fds=True,
+            start_new_session=True, **grant.identity.popen_args())
         with self.lock:
-            if grant.revoked:
-                return 1
-            proc = subprocess.Popen(
-                [*prefix, *argv], stdin=stdin_fd, stdout=stdout_fd, stderr=subprocess.DEVNULL,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/", close_fds=True,
-                start_new_session=True, **grant.identity.popen_args())
             grant.pids.add(proc.pid)
+            if grant.revoked:  # revoked while it started
+                _killpg(proc.pid)
         os.close(stdin_fd)
         os.close(stdout_fd)
         code = proc.wait()
         with self.lock:
             grant.pids.discard(proc.pid)
         return code if code >= 0 else 128 - code
+
+
+def _killpg(pid: int) -> None:
+    """CAP_KILL: the server runs as the user. Its whole process group: the
+    user may have started more in it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _swapped(grant: Grant) -> bool:

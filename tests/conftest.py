@@ -9,13 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from testbed.daemon import DaemonProcess  # noqa: E402
+from testbed.daemon import QUICK_FAILURES, DaemonProcess  # noqa: E402
 from testbed.sshd import SshServer  # noqa: E402
-
-
-#: A silent server is told after 4 s (not 10) and probed after 6 s without
-#: progress (not 20): the behaviour is the same, the suite is shorter.
-QUICK_FAILURES = {"ANEMONED_PREFLIGHT_TIMEOUT_S": "4", "ANEMONED_PROBE_AFTER_S": "6"}
 
 
 @pytest.fixture

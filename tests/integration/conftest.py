@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from testbed.chroot_sshd import ChrootSshServer
-from testbed.daemon import DaemonProcess
+from testbed.daemon import QUICK_FAILURES, DaemonProcess
 from testbed.proftpd import ProftpdServer, unavailable as proftpd_unavailable
 from testbed.rclone_sftp import RcloneSftpServer
 from testbed.sshd import SshServer
@@ -47,7 +47,7 @@ def served(real_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """A daemon whose key the server accepts, in the form the server reads:
     ProFTPD gets `key show --format rfc4716`, as the README tells operators."""
     daemon = DaemonProcess(tmp_path_factory.mktemp("daemon"))
-    daemon.start()
+    daemon.start(env=QUICK_FAILURES)
     daemon.ctl_json("key", "generate")
     if real_server.kind == "proftpd":
         shown = daemon.ctl("key", "show", "--format", "rfc4716")

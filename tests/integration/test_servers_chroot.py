@@ -10,7 +10,7 @@ import pytest
 
 from _servers import add, conn_test, job
 from testbed.chroot_sshd import ChrootSshServer
-from testbed.daemon import DaemonProcess
+from testbed.daemon import QUICK_FAILURES, DaemonProcess
 from testbed.files import write
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="an sshd ChrootDirectory needs root")
@@ -21,7 +21,7 @@ def chrooted(tmp_path_factory) -> Iterator[tuple[DaemonProcess, ChrootSshServer]
     server = ChrootSshServer(tmp_path_factory.mktemp("chroot-sshd"))
     server.start()
     daemon = DaemonProcess(tmp_path_factory.mktemp("daemon"))
-    daemon.start()
+    daemon.start(env=QUICK_FAILURES)
     server.authorize(daemon.ctl_json("key", "generate")["public_key"])
     write(daemon.users_dir / "alice/backup/a.txt", "a")
     yield daemon, server
