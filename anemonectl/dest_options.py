@@ -12,6 +12,11 @@ from anemoned.protocol import ErrorCode, RpcError
 
 def add(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("name", help="destination name")
+    by = p.add_mutually_exclusive_group()
+    by.add_argument("--verify-download", dest="verify_download", action="store_const", const=True,
+                    help="verifies compare by downloading, not by the server's own hashes")
+    by.add_argument("--no-verify-download", dest="verify_download", action="store_const", const=False,
+                    help="verifies use the server's hashes where it has them (default)")
     p.add_argument("--host", required=adding, help="SFTP server: DNS name or IP address")
     p.add_argument("--port", type=int, default=22 if adding else None, help="SSH port (default 22)")
     p.add_argument("--user", required=adding, help="user name on the SFTP server")
@@ -47,7 +52,7 @@ def fields(args: argparse.Namespace) -> dict[str, Any]:
         "host_key_fingerprint": args.host_key_fingerprint, "max_delete": args.max_delete,
         "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
         "warn_free_percent": args.warn_free_percent, "stall_timeout": args.stall_timeout,
-        "full_sync_every": args.full_sync_every, "max_age": args.max_age,
+        "full_sync_every": args.full_sync_every, "verify_download": args.verify_download, "max_age": args.max_age,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True

@@ -100,6 +100,7 @@ def destination(d: dict[str, Any]) -> str:
         + (f"{d['full_sync_every']} days" if d.get("full_sync_every") else "sync"),
         f"  next run:    {d.get('next_run') or '-'}",
         f"  verify:      {schedule(d.get('verify_schedule'))}"
+        + (" (by downloading)" if d.get("verify_download") else "")
         + (f", next {d['next_verify']}" if d.get("next_verify") else ""),
         f"  last sync:   {last_sync(d.get('last_sync'))}",
     ]

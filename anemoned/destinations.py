@@ -54,6 +54,8 @@ class Destination:
     stall_timeout: int = 300
     #: days between full syncs (unchanged users synced too); 0: every sync
     full_sync_every: int = 7
+    #: verifies compare by downloading (not the server's hashes)
+    verify_download: bool = False
     #: notification targets: [{"id", "policy", "url_enc", "shown"}]
     notifications: list[dict[str, Any]] = field(default_factory=list)
     #: the dead man's switch: {"url_enc", "shown"} or None
@@ -75,7 +77,8 @@ class Destination:
             versions_pruned_at=row["versions_pruned_at"], warn_free_percent=row["warn_free_percent"],
             verify_schedule=row["verify_schedule"], verify_schedule_state=row["verify_schedule_state"],
             server_version=row.get("server_version"), stall_timeout=row.get("stall_timeout", 300),
-            full_sync_every=row.get("full_sync_every", 7), notifications=row.get("notifications") or [],
+            full_sync_every=row.get("full_sync_every", 7), verify_download=bool(row.get("verify_download")),
+            notifications=row.get("notifications") or [],
             ping=row.get("ping"), max_age_s=row.get("max_age_s") or 0, monitor_state=row.get("monitor_state") or {},
         )
 
@@ -90,7 +93,8 @@ class Destination:
             "versions_pruned_at": self.versions_pruned_at, "warn_free_percent": self.warn_free_percent,
             "verify_schedule": self.verify_schedule, "verify_schedule_state": self.verify_schedule_state,
             "server_version": self.server_version, "stall_timeout": self.stall_timeout,
-            "full_sync_every": self.full_sync_every, "notifications": self.notifications, "ping": self.ping,
+            "full_sync_every": self.full_sync_every, "verify_download": self.verify_download,
+            "notifications": self.notifications, "ping": self.ping,
             "max_age_s": self.max_age_s, "monitor_state": self.monitor_state,
         }
 
@@ -105,7 +109,7 @@ class Destination:
             "max_delete_percent": self.max_delete_percent, "keep_versions_days": self.keep_versions_days,
             "warn_free_percent": self.warn_free_percent, "verify_schedule": _schedule(self.verify_schedule),
             "server_version": self.server_version, "stall_timeout": self.stall_timeout,
-            "full_sync_every": self.full_sync_every,
+            "full_sync_every": self.full_sync_every, "verify_download": self.verify_download,
             # URLs can hold tokens: only their redacted form is ever shown.
             "notifications": [{"id": n["id"], "policy": n["policy"], "url": n["shown"]} for n in self.notifications],
             "ping_url": self.ping["shown"] if self.ping else None,

@@ -220,6 +220,8 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
         raise invalid_params("password", "give either key_file or password, not both")
     if p.has("enabled"):
         fields["enabled"] = p.bool("enabled")
+    if p.has("verify_download"):
+        fields["verify_download"] = p.bool("verify_download")
     for name, lo, hi in (("max_delete", 0, 10**9), ("max_delete_percent", 0, 100), ("keep_versions_days", 0, 36500),
                          ("warn_free_percent", 0, 100), ("stall_timeout", 10, 86400), ("full_sync_every", 0, 3650)):
         value = p.int(name, required=False, lo=lo, hi=hi)
@@ -272,7 +274,8 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
     pins.refuse_blind_repin(daemon.store, name, fields["host"], fields["port"], key, fields["trust_host_key"])
     dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
                        key_file=auth["key_file"], password_enc=auth["password_enc"], remote_path=fields["remote_path"],
-                       enabled=fields.get("enabled", True), host_key=key, created_at=iso(utc_now()) or "",
+                       enabled=fields.get("enabled", True), verify_download=fields.get("verify_download", False),
+                       host_key=key, created_at=iso(utc_now()) or "",
                        **{k: fields[k] for k in SAFETY_FIELDS if k in fields})
     daemon.store.insert_destination(dest.to_row())
     await pins.pin(daemon.store, daemon.config, name, dest.host, dest.port, scanned)
@@ -288,7 +291,8 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     fields = _read_fields(p, adding=False)
     p.check_unknown()
     dest = load_destination(daemon, name)
-    changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled", *SAFETY_FIELDS)
+    changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled", "verify_download",
+                                                      *SAFETY_FIELDS)
                                if k in fields}
     moved = any(k in changes and changes[k] != getattr(dest, k) for k in ("host", "port", "user"))
     if moved and dest.auth == "password" and "password" not in fields and "key_file" not in fields:

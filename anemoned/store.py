@@ -102,6 +102,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE destinations ADD COLUMN max_age_s INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE destinations ADD COLUMN monitor_state TEXT NOT NULL DEFAULT '{}';
     """,
+    # 8 -> 9: verify by downloading, for scheduled verifies too (a server's
+    # own hashes may come from a cache).
+    """
+    ALTER TABLE destinations ADD COLUMN verify_download INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -7,7 +7,9 @@ it wait forever. Two consequences:
   the moment the child takes the user's uid until it execs, the user can
   stop it, and Python's fork-exec waits for the exec. Started on the loop,
   that would freeze the whole daemon. A start that does not finish within
-  the bound is abandoned (the process is killed when it appears).
+  the bound is abandoned (the process is killed when it appears). The
+  thread then waits for the process: a parent-death signal is tied to the
+  thread that started the child.
 - What bounds it is silence, not total time (hashing a large tree takes
   long, and prints as it goes): no output for idle_timeout_s and it is
   killed (CAP_KILL: another uid's process group) with asyncio.TimeoutError,
@@ -63,8 +65,11 @@ async def start_as(identity: UserIdentity, argv: list[str], timeout_s: float, en
             loop.call_soon_threadsafe(fail, err)
             return
         loop.call_soon_threadsafe(deliver, proc)
+        # This thread lives as long as the process: the kernel's parent-death
+        # signal (setpriv --pdeathsig) follows the thread that started it.
+        proc.wait()
 
-    threading.Thread(target=spawn, name="user-start", daemon=True).start()
+    threading.Thread(target=spawn, name="user-process", daemon=True).start()
     try:
         return await asyncio.wait_for(asyncio.shield(started), timeout_s)
     except BaseException:

@@ -88,21 +88,23 @@ async def local_sums(binary: str, user: LocalUser, idle_timeout_s: float) -> tup
     """md5 of every file of the user's tree, computed by an rclone running
     as that user (it holds no secret: local files only); and its errors."""
     assert user.identity is not None
-    _, out, err = await output_of(
+    code, out, err = await output_of(
         user.identity, [*rclone.DIE_WITH_PARENT, binary, "md5sum", str(user.backup_dir), "--one-file-system",
                         *rclone.global_args("ERROR")], idle_timeout_s, {"RCLONE_CACHE_DIR": "/nonexistent"})
     errors = [str(rclone.parse_log_line(line).get("msg")) for line in err.splitlines() if line.strip()]
+    if code != 0 and not errors:  # never a pass on hashes that were not all taken
+        errors.append(f"hashing the local files ended with status {code}")
     return parse_sums(out.decode(errors="replace"), user.name), errors
 
 
 async def remote_sums(binary: str, env: dict[str, str], remote_path: str, names: list[str], work_dir: Path,
-                      job_id: int, download: bool, log: JobLog) -> tuple[dict[str, str], rclone.RcloneResult]:
+                      job_id: int, download: bool, log: JobLog | None) -> tuple[dict[str, str], rclone.RcloneResult]:
     filters = work_dir / f"job-{job_id}.verify-filter"
     filters.write_text(include_rules(names))
     try:
         args = ["md5sum", rclone.dest_path(remote_path, "backup"), *rclone.global_args("NOTICE"),
                 "--filter-from", str(filters), *(["--download"] if download else [])]
-        result = await rclone.run(binary, args, env, on_record=log.write, capture_stdout=True)
+        result = await rclone.run(binary, args, env, on_record=log.write if log else None, capture_stdout=True)
     finally:
         filters.unlink(missing_ok=True)
     return parse_sums(result.stdout.decode(errors="replace")), result
@@ -134,10 +136,14 @@ async def run_verify(run: JobRun) -> JobOutcome:
         local.update(sums)
         if errors:
             local_errors[user.name] = errors
-    download = bool(run.options.get("download"))
+    download = bool(run.options.get("download")) or run.dest.verify_download
     remote, result = await remote_sums(ctx.binary, run.env, run.dest.remote_path, [u.name for u in users],
-                                       ctx.config.tmp_dir, ctx.job["id"], download, log)
+                                       ctx.config.tmp_dir, ctx.job["id"], download, None if not download else log)
+    if not download:  # the first try's records: its errors are no failure when the server cannot hash
+        for record in result.records:
+            log.write(record if not _no_hash(result) else {**record, "level": "notice"})
     if not result.ok and not download and _no_hash(result):
+        log.note("the server cannot hash: comparing by downloading")
         download = True  # the server cannot hash: compare by downloading
         remote, result = await remote_sums(ctx.binary, run.env, run.dest.remote_path, [u.name for u in users],
                                            ctx.config.tmp_dir, ctx.job["id"], download, log)

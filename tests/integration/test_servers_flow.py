@@ -157,3 +157,30 @@ def test_proftpd_told_an_openssh_key_line_says_what_it_wants(served):
     tested = conn_test(daemon, "keyform")
     assert tested["class"] == "authentication failed", tested
     assert any("--format rfc4716" in h for h in tested["hints"]), tested["hints"]
+
+
+def test_a_file_corrupted_on_the_server_is_named_by_a_downloading_verify(served):
+    """Finding 6: rclone serve sftp answers md5 from a cache keyed on size and
+    modification time, so a server-side hash can miss a corruption; a verify
+    that downloads compares the bytes themselves (verify --download, or
+    dest edit --verify-download for scheduled verifies too)."""
+    daemon, server = served
+    remote = server.remote_dir("corrupt")
+    add(daemon, server, "corrupt", remote)
+    made = users(daemon, "co")
+    try:
+        assert job(daemon, "sync", "corrupt")["state"] == "succeeded"
+        assert job(daemon, "verify", "corrupt")["state"] == "succeeded"
+        damaged = remote / "backup/coa/docs/a.txt"
+        st = damaged.stat()
+        damaged.write_bytes(b"X" * st.st_size)  # same size and time: a sync sees nothing
+        os.utime(damaged, (st.st_atime, st.st_mtime))
+        once = job(daemon, "verify", "corrupt", "--download")
+        assert once["state"] == "failed" and "coa/docs/a.txt" in once["error"], once
+        assert once["stats"]["method"] == "download"
+        daemon.ctl_json("dest", "edit", "corrupt", "--verify-download")
+        assert daemon.ctl_json("dest", "show", "corrupt")["verify_download"] is True
+        scheduled_kind = job(daemon, "verify", "corrupt")
+        assert scheduled_kind["state"] == "failed" and scheduled_kind["stats"]["method"] == "download"
+    finally:
+        remove_users(made)
