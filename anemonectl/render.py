@@ -142,21 +142,24 @@ def job(j: dict[str, Any]) -> str:
         lines.append(f"  error: {j['error']}")
     st = j.get("stats")
     if st and j["kind"] == "verify":
-        lines.append(f"  {st['checks']} files compared ({st['method']}): {st['differ']} differ, {st['missing']} missing "
-                     f"on the server, {st['extra']} extra on the server")
-        for name, u in sorted(st["users"].items()):
+        if "checks" in st:  # a verify that compared something
+            lines.append(f"  {st['checks']} files compared ({st.get('method')}): {st.get('differ', 0)} differ, "
+                         f"{st.get('missing', 0)} missing on the server, {st.get('extra', 0)} extra on the server")
+        for name, u in sorted((st.get("users") or {}).items()):
+            if u.get("error"):
+                lines.append(f"  {name}: {u['status']}: {u['error']}")
             for label, key in (("differs", "differing_files"), ("missing", "missing_files")):
-                for f in u[key]:
+                for f in u.get(key, []):
                     lines.append(f"  {label}: {f}")
     elif st and "files_transferred" in st:
         lines.append(f"  {st['files_transferred']} files ({size(st['bytes_transferred'])}) transferred, "
                      f"{st['files_deleted']} deleted, {st['checks']} checked, {st['errors']} errors, "
-                     f"{duration(st['duration_s'])}")
+                     f"{duration(st.get('duration_s'))}")
         users = st.get("users") or {}
         if users:
-            rows = [[u, v["status"], v["files_transferred"], size(v["bytes_transferred"]), v["files_deleted"], v.get("warning") or ""]
-                    for u, v in sorted(users.items())]
-            lines.append(_indent(table(["USER", "STATUS", "FILES", "BYTES", "DELETED", "WARNING"], rows)))
+            rows = [[u, v["status"], v["files_transferred"], size(v["bytes_transferred"]), v["files_deleted"],
+                     (v.get("warning") or v.get("error") or "")[:100]] for u, v in sorted(users.items())]
+            lines.append(_indent(table(["USER", "STATUS", "FILES", "BYTES", "DELETED", "WARNING / ERROR"], rows)))
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from . import rclone
@@ -57,6 +58,7 @@ async def _restore(run: JobRun) -> JobOutcome:
             await asyncio.to_thread(os.mkdir, target.path, 0o700)
         out_env = rclone.option_env(OUT_REMOTE, {"type": "local"})
     collector = StatsCollector([], dry_run=False)
+    started = time.monotonic()
 
     def on_record(record: dict[str, Any]) -> None:
         run.log.write(record)
@@ -73,6 +75,7 @@ async def _restore(run: JobRun) -> JobOutcome:
     stats = {"files_transferred": int(collector.final.get("transfers") or 0),
              "bytes_transferred": int(collector.final.get("bytes") or 0), "files_deleted": 0,
              "checks": int(collector.final.get("checks") or 0), "errors": len(collector.errors),
+             "duration_s": round(time.monotonic() - started, 3),
              "target": str(target.path), "source": source.split(":", 1)[1],
              "written_as": target.identity.account if target.identity else "the daemon"}
     if result.ok:

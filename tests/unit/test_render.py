@@ -50,3 +50,24 @@ def test_destination_shows_monitoring_without_secrets():
     assert "max age:     36h" in text and "notify:      1: ntfys://ntfy.sh/… (on failure)" in text
     assert "ping URL:    https://hc-ping.com/…" in text and "warning:     overdue since" in text
     assert render.notification_table([]).startswith("No notification targets")
+
+
+def test_jobs_render_whatever_their_kind_recorded():
+    base = {"id": 3, "destination": "d", "state": "failed", "dry_run": False, "queued_at": "t", "started_at": "t",
+            "finished_at": "t", "trigger": "manual"}
+    # a verify that could not reach the server, and one with a stalled user
+    failed = render.job({**base, "kind": "verify", "error": "unreachable: x", "stats": {"method": None, "duration_s": 1}})
+    assert "unreachable" in failed
+    stalled = render.job({**base, "kind": "verify", "error": "mallory: ...", "stats": {
+        "checks": 1, "method": "md5", "differ": 0, "missing": 0, "extra": 0,
+        "users": {"mallory": {"status": "stalled", "error": "no answer within 10 s"}}}})
+    assert "mallory: stalled: no answer within 10 s" in stalled
+    # a restore's stats have no per-user part; a failed user's error shows in the sync table
+    restore = render.job({**base, "kind": "restore", "state": "succeeded", "error": None, "stats": {
+        "files_transferred": 2, "bytes_transferred": 10, "files_deleted": 0, "checks": 0, "errors": 0}})
+    assert "2 files" in restore
+    sync = render.job({**base, "kind": "sync", "error": "1 of 1 users not backed up", "stats": {
+        "files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0, "checks": 0, "errors": 1, "duration_s": 1,
+        "users": {"alice": {"status": "failed", "files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0,
+                            "warning": None, "error": "x.txt: permission denied"}}}})
+    assert "x.txt: permission denied" in sync
