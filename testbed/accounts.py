@@ -57,6 +57,8 @@ def for_tree(tree_name: str) -> pwd.struct_passwd:
 
 def remove_all() -> None:
     for name in sorted(_made):
+        # what a test left running as the account (a user's stopped reader)
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
         subprocess.run(["userdel", name], capture_output=True)
     _made.clear()
     for name in sorted(_groups):
