@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .servers import signal_tree, stop_process
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -143,17 +145,7 @@ MaxAuthTries 20
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the listener and every session it forked (sessions call
         setsid(), so a process-group kill would miss them)."""
-        if self.proc is not None and self.proc.poll() is None:
-            for pid in [*_descendants(self.proc.pid), self.proc.pid]:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig)
         self.proc = None
 
     def cleanup(self) -> None:
@@ -185,13 +177,11 @@ MaxAuthTries 20
         """The server stops answering (SIGSTOP); the kernel still accepts
         connections."""
         assert self.proc is not None
-        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
-            os.kill(pid, signal.SIGSTOP)
+        signal_tree(self.proc.pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
         assert self.proc is not None
-        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
-            os.kill(pid, signal.SIGCONT)
+        signal_tree(self.proc.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()
@@ -201,21 +191,3 @@ MaxAuthTries 20
         out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(self.host_key.with_suffix(".pub"))],
                              capture_output=True, text=True, check=True).stdout
         return out.split()[1]
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
