@@ -378,7 +378,10 @@ def test_a_user_who_stops_their_own_processes_delays_nobody_else_beyond_the_stal
         stopper.wait()
     users = job["stats"]["users"]
     assert users["bob"]["status"] == "succeeded" and (remote / "backup/bob/b.txt").read_text() == "b"
-    assert users["mallory"]["status"] == "stalled" and "no answer" in users["mallory"]["error"], users["mallory"]
+    # Whichever of mallory's processes the stopper catches first (the scan's find, or the
+    # sftp-server that reads for rclone) the outcome is the same: mallory stalled, bob did not wait.
+    assert users["mallory"]["status"] == "stalled", users["mallory"]
+    assert any(why in users["mallory"]["error"] for why in ("no answer", "no progress")), users["mallory"]
     assert "mallory stalled" in job["error"]
     assert verify["stats"]["users"]["bob"]["status"] == "succeeded"
     assert verify["stats"]["users"]["mallory"]["status"] == "stalled"
