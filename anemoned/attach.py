@@ -19,26 +19,24 @@ it every user's remote copy). So the two meet over pipes:
 
 So every file is opened by a process with exactly the user's rights, and
 the user's process sees nothing but SFTP requests for their own tree.
-Each connection is served by a thread that waits for its sftp-server (the
-kernel's parent-death signal is tied to the thread that started the
-child, so the thread must live as long as the child).
+Each connection is served by a thread that has the spawner (spawner.py)
+start the sftp-server, waits for its exit status and hands it back to the
+relay, as ssh would.
 """
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-import shutil
-import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import userproc
 from .identity import UserIdentity
 from .rclone import space_list
 from .logs import event
@@ -46,7 +44,6 @@ from .logs import event
 SFTP_SERVER_PATHS = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/lib/ssh/sftp-server",
                      "/usr/libexec/sftp-server")
 RELAY = str(Path(__file__).with_name("relay.py"))
-_SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")
 
 
 def relay_python() -> str:
@@ -71,7 +68,7 @@ class Grant:
     identity: UserIdentity
     root: Path
     writable: bool
-    pids: set[int] = field(default_factory=set)
+    children: set[userproc.Child] = field(default_factory=set)
     revoked: bool = False
 
 
@@ -123,8 +120,8 @@ class AttachServer:
     def _revoke_locked(self, grant: Grant) -> None:
         grant.revoked = True
         self.grants.pop(grant.token, None)
-        for pid in list(grant.pids):
-            _killpg(pid)
+        for child in list(grant.children):
+            child.kill()
 
     # -- serving -------------------------------------------------------------
 
@@ -171,35 +168,24 @@ class AttachServer:
         argv = [self.sftp_server, "-d", str(grant.root).replace("%", "%%"), "-u", "077"]
         if not grant.writable:
             argv.insert(1, "-R")
-        prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
         if grant.revoked:
             return 1
-        # Not under the lock: until it execs, the child has the user's uid
-        # and the user can stop it, and Popen waits for the exec; a revoke
-        # (from the event loop) must never wait for that.
-        proc = subprocess.Popen(
-            [*prefix, *argv], stdin=stdin_fd, stdout=stdout_fd, stderr=subprocess.DEVNULL,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/", close_fds=True,
-            start_new_session=True, **grant.identity.popen_args())
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            started = userproc.spawner().start(grant.identity, argv, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                                               stdin_fd, stdout_fd, null)
+        finally:
+            for fd in (stdin_fd, stdout_fd, null):
+                os.close(fd)
+        child = started.result()  # the spawner answers at once (it never waits for the child)
         with self.lock:
-            grant.pids.add(proc.pid)
+            grant.children.add(child)
             if grant.revoked:  # revoked while it started
-                _killpg(proc.pid)
-        os.close(stdin_fd)
-        os.close(stdout_fd)
-        code = proc.wait()
+                child.kill()
+        code = child.exited.result()
         with self.lock:
-            grant.pids.discard(proc.pid)
+            grant.children.discard(child)
         return code if code >= 0 else 128 - code
-
-
-def _killpg(pid: int) -> None:
-    """CAP_KILL: the server runs as the user. Its whole process group: the
-    user may have started more in it."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _swapped(grant: Grant) -> bool:

@@ -81,13 +81,13 @@ def _capset(permitted: int, effective: int, inheritable: int) -> None:
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 
-def trim() -> None:
-    """Keep only KEPT (of what the process has) in the permitted and
+def trim(keep: tuple[int, ...] = KEPT) -> None:
+    """Keep only `keep` (of what the process has) in the permitted and
     effective sets; empty the inheritable, ambient and bounding sets."""
     current = sets()
     if current["CapEff"] >> CAP_SETPCAP & 1:
         for cap in range(_last_cap() + 1):
             _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL for unknown caps: fine
     _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    keep = sum(1 << c for c in KEPT) & current["CapPrm"]
-    _capset(keep, keep, 0)
+    kept = sum(1 << c for c in keep) & current["CapPrm"]
+    _capset(kept, kept, 0)

@@ -11,13 +11,14 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, handlers, monitor_handlers, protocol, remote_jobs  # noqa: F401 (registers its methods)
+from . import __version__, access, caps, handlers, monitor_handlers, protocol, remote_jobs, spawner, userproc  # noqa: F401 (registers its methods)
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .destinations import Destination
@@ -249,18 +250,22 @@ def prepare_data_dir(config: Config) -> None:
 
 
 def trim_capabilities() -> None:
-    """Keep only what starting users' processes needs (caps.trim), and say
-    so when users' trees cannot be read as their owners at all."""
-    try:
-        caps.trim()
-    except OSError as err:
-        event(logging.WARNING, "could not trim capabilities", error=err.strerror or str(err))
+    """Drop every capability (caps.trim): users' programs are started by
+    the spawner, which keeps what that takes. Say so when users' trees
+    cannot be read as their owners at all. A daemon run as root keeps
+    CAP_SETUID, CAP_SETGID and CAP_KILL: root owns what it needs anyway."""
     if os.getuid() != 0 and not (caps.has(caps.CAP_SETUID) and caps.has(caps.CAP_SETGID)):
         event(logging.WARNING, "no CAP_SETUID/CAP_SETGID: users' trees cannot be read as their owners, so no "
               "user is backed up (run the daemon as the shipped unit does)")
+    try:
+        caps.trim(caps.KEPT if os.getuid() == 0 else ())
+    except OSError as err:
+        event(logging.WARNING, "could not trim capabilities", error=err.strerror or str(err))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, spawner_sock: socket.socket | None = None) -> int:
+    if spawner_sock is None:  # run as `python -m anemoned.service`, not through anemoned.launch
+        spawner_sock = spawner.launch()
     parser = argparse.ArgumentParser(prog="anemoned", description="Anemone backup daemon")
     parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help=f"YAML config file (default {DEFAULT_CONFIG_PATH})")
     parser.add_argument("--version", action="version", version=f"anemoned {__version__}")
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RcloneUnusable("OpenSSH's sftp-server is not installed (Debian: apt-get install "
                                  "openssh-sftp-server); users' trees are read through it")
         daemon = Daemon(args.config, config, binary, version, sftp_server)
+        userproc.install(userproc.Spawner(spawner_sock))
         trim_capabilities()  # before any child starts
     except ConfigError as err:
         for problem in err.problems:

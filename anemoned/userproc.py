@@ -1,98 +1,181 @@
-"""Running a program as a user, for what it prints: the scans of a tree
-(find) and a verify's local hashes (rclone md5sum).
+"""Running a program as a user: the daemon's side of the spawner
+(spawner.py), and output_of for the scans of a tree (find) and a verify's
+local hashes (rclone md5sum).
 
 The program is the user's own process: they may stop it (SIGSTOP) or make
-it wait forever. Two consequences:
-- It is started from a thread of its own, never from the event loop: from
-  the moment the child takes the user's uid until it execs, the user can
-  stop it, and Python's fork-exec waits for the exec. Started on the loop,
-  that would freeze the whole daemon. A start that does not finish within
-  the bound is abandoned (the process is killed when it appears). The
-  thread then waits for the process: a parent-death signal is tied to the
-  thread that started the child.
-- What bounds it is silence, not total time (hashing a large tree takes
-  long, and prints as it goes): no output for idle_timeout_s and it is
-  killed (CAP_KILL: another uid's process group) with asyncio.TimeoutError,
-  costing that user alone.
+it wait forever. So nothing here waits for it without a bound: a start is
+a message to the spawner, answered at once with the pid, and what bounds
+a running program is silence, not total time (hashing a large tree takes
+long, and prints as it goes): no output for idle_timeout_s and it is
+killed, with asyncio.TimeoutError, costing that user alone.
+
+The Spawner is used from the event loop (output_of) and from attach.py's
+threads alike: requests go out under a lock, and one thread reads the
+answers into concurrent futures, which either side can wait for.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import itertools
+import json
+import logging
 import os
-import signal
-import subprocess
+import socket
 import threading
-from typing import IO
+from dataclasses import dataclass, field
+from typing import Any
 
 from .identity import UserIdentity
+from .logs import event
 
 #: The whole environment of a user's program.
 USER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C", "HOME": "/"}
 
 
-def _kill(proc: "subprocess.Popen[bytes]") -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+class SpawnerGone(RuntimeError):
+    """The spawner process is no longer there: no user's program can start."""
 
 
-async def start_as(identity: UserIdentity, argv: list[str], timeout_s: float, env: dict[str, str] | None = None,
-                   ) -> "subprocess.Popen[bytes]":
-    """argv started as identity (own session, cwd /, stdin closed, stdout
-    and stderr piped) from a thread of its own; asyncio.TimeoutError when
-    the start takes longer than timeout_s."""
-    loop = asyncio.get_running_loop()
-    started: asyncio.Future[subprocess.Popen[bytes]] = loop.create_future()
+@dataclass(eq=False)
+class Child:
+    """A user's program started by the spawner."""
+    pid: int
+    spawner: "Spawner"
+    #: set to the exit status (subprocess's returncode convention)
+    exited: "concurrent.futures.Future[int]" = field(default_factory=concurrent.futures.Future)
 
-    def deliver(proc: "subprocess.Popen[bytes]") -> None:
-        if started.done():  # abandoned meanwhile
-            _kill(proc)
-            threading.Thread(target=proc.wait, daemon=True).start()
-        else:
-            started.set_result(proc)
+    def kill(self) -> None:
+        """SIGKILL to the program and its process group, unless it has
+        already been reaped."""
+        if not self.exited.done():
+            self.spawner.send({"op": "kill", "pid": self.pid})
 
-    def fail(err: BaseException) -> None:
-        if not started.done():
-            started.set_exception(err)
 
-    def spawn() -> None:
+class Spawner:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.starting: dict[int, concurrent.futures.Future[Child]] = {}
+        self.running: dict[int, Child] = {}
+        self.gone = False
+        threading.Thread(target=self._read_answers, name="spawner", daemon=True).start()
+
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        with self.send_lock:
+            if self.gone:
+                raise SpawnerGone("the spawner process has exited")
+            socket.send_fds(self.sock, [json.dumps(message).encode()], fds or [])
+
+    def start(self, identity: UserIdentity, argv: list[str], env: dict[str, str], stdin: int, stdout: int,
+              stderr: int) -> "concurrent.futures.Future[Child]":
+        """argv started as identity (own session, cwd /, no capability) on
+        these descriptors (the caller keeps and closes its copies)."""
+        started: concurrent.futures.Future[Child] = concurrent.futures.Future()
+        request_id = next(self.ids)
+        with self.send_lock:  # registered before the answer can arrive
+            self.starting[request_id] = started
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env={**USER_ENV, **(env or {})}, cwd="/", start_new_session=True,
-                                    **identity.popen_args())
-        except BaseException as err:  # noqa: BLE001 (handed to the waiting coroutine)
-            loop.call_soon_threadsafe(fail, err)
+            self.send({"op": "spawn", "id": request_id, "uid": identity.uid, "gid": identity.gid,
+                       "groups": list(identity.groups), "argv": argv, "env": env}, [stdin, stdout, stderr])
+        except BaseException:
+            with self.send_lock:
+                self.starting.pop(request_id, None)
+            raise
+        return started
+
+    def _read_answers(self) -> None:
+        try:
+            while answer := self.sock.recv(1 << 16):
+                self._deliver(json.loads(answer))
+        except OSError:
+            pass
+        with self.send_lock:
+            self.gone = True
+            pending = list(self.starting.values()), list(self.running.values())
+            self.starting.clear()
+            self.running.clear()
+        for started in pending[0]:
+            started.set_exception(SpawnerGone("the spawner process has exited"))
+        for child in pending[1]:
+            child.exited.set_result(-9)  # it died with the spawner (parent-death signal)
+        event(logging.ERROR, "the spawner process has exited: users' programs can no longer be started")
+
+    def _deliver(self, answer: dict[str, Any]) -> None:
+        if "exited" in answer:
+            with self.send_lock:
+                child = self.running.pop(answer["exited"], None)
+            if child is not None:
+                child.exited.set_result(int(answer["status"]))
             return
-        loop.call_soon_threadsafe(deliver, proc)
-        # This thread lives as long as the process: the kernel's parent-death
-        # signal (setpriv --pdeathsig) follows the thread that started it.
-        proc.wait()
-
-    threading.Thread(target=spawn, name="user-process", daemon=True).start()
-    try:
-        return await asyncio.wait_for(asyncio.shield(started), timeout_s)
-    except BaseException:
-        if not started.done():
-            started.cancel()
-        raise
+        with self.send_lock:
+            started = self.starting.pop(answer.get("id"), None)
+            if started is not None and "pid" in answer:
+                child = Child(answer["pid"], self)
+                self.running[child.pid] = child
+        if started is not None:
+            if "pid" in answer:
+                started.set_result(child)
+            else:
+                started.set_exception(OSError(answer.get("error", "the spawner could not start it")))
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes]) -> asyncio.StreamReader:
+_spawner: Spawner | None = None
+
+
+def install(spawner: Spawner) -> None:
+    """The spawner every user's program starts from (service start-up)."""
+    global _spawner
+    _spawner = spawner
+
+
+def spawner() -> Spawner:
+    if _spawner is None:
+        raise SpawnerGone("no spawner was started (anemoned.launch starts it)")
+    return _spawner
+
+
+async def _reader(loop: asyncio.AbstractEventLoop, fd: int,
+                  transports: list[asyncio.BaseTransport]) -> asyncio.StreamReader:
+    """A stream over the pipe fd, which it now owns (closed with the transport)."""
+    pipe = open(fd, "rb", buffering=0)
     reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    except BaseException:
+        pipe.close()
+        raise
+    transports.append(transport)
     return reader
 
 
 async def output_of(identity: UserIdentity, argv: list[str], idle_timeout_s: float,
                     env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
-    """(exit status, stdout, stderr) of argv run as identity."""
+    """(exit status, stdout, stderr) of argv run as identity;
+    asyncio.TimeoutError when it says nothing for idle_timeout_s."""
     loop = asyncio.get_running_loop()
-    proc = await start_as(identity, argv, idle_timeout_s, env)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = bytearray(), bytearray()
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        stdout, stderr = await _reader(loop, proc.stdout), await _reader(loop, proc.stderr)
+        started = spawner().start(identity, argv, {**USER_ENV, **(env or {})}, null, out_w, err_w)
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+    child: Child | None = None
+    out, err = bytearray(), bytearray()
+    transports: list[asyncio.BaseTransport] = []
+    try:
+        stdout = await _reader(loop, out_r, transports)
+        out_r = -1
+        stderr = await _reader(loop, err_r, transports)
+        err_r = -1
+        child = await asyncio.wait_for(asyncio.wrap_future(started), idle_timeout_s)
 
         async def drain_errors() -> None:  # kept to 1 MiB; read to the end so the program never blocks on it
             while chunk := await stderr.read(1 << 16):
@@ -106,9 +189,17 @@ async def output_of(identity: UserIdentity, argv: list[str], idle_timeout_s: flo
             await asyncio.wait_for(errors, idle_timeout_s)
         finally:
             errors.cancel()
-        code = await asyncio.wait_for(asyncio.to_thread(proc.wait), idle_timeout_s)
+        code = await asyncio.wait_for(asyncio.wrap_future(child.exited), idle_timeout_s)
     except BaseException:
-        _kill(proc)
-        threading.Thread(target=proc.wait, daemon=True).start()
+        if child is not None:
+            child.kill()
+        else:
+            started.add_done_callback(lambda f: f.exception() is None and f.result().kill())
         raise
+    finally:
+        for transport in transports:
+            transport.close()
+        for fd in (out_r, err_r):
+            if fd >= 0:
+                os.close(fd)
     return code, bytes(out), bytes(err)

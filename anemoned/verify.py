@@ -128,11 +128,13 @@ async def run_verify(run: JobRun) -> JobOutcome:
         return JobOutcome(JobState.FAILED, f"no local backup/ tree to verify{' for ' + only_user if only_user else ''}", {})
     local: dict[str, str] = {}
     local_errors: dict[str, list[str]] = {}
+    hashing_stalled: dict[str, str] = {}
     for user in users:
         try:
             sums, errors = await local_sums(ctx.binary, user, float(run.dest.stall_timeout))
-        except asyncio.TimeoutError:  # one user's stopped reader costs that user only
-            sums, errors = {}, [f"no answer within {run.dest.stall_timeout} s (stalled)"]
+        except asyncio.TimeoutError:  # one user's stopped hashing costs that user only, like a stopped scan
+            hashing_stalled[user.name] = f"hashing the local files got no answer within {run.dest.stall_timeout} s"
+            continue
         local.update(sums)
         if errors:
             local_errors[user.name] = errors
@@ -152,7 +154,8 @@ async def run_verify(run: JobRun) -> JobOutcome:
         return JobOutcome(JobState.FAILED, rclone.failure_message(rclone.classify(messages), messages,
                                                                   "rclone md5sum failed"),
                           {"method": None, "duration_s": round(time.monotonic() - started, 3)})
-    summary = summarise(compare(local, remote), [u.name for u in users])
+    remote = {path: digest for path, digest in remote.items() if path.split("/", 1)[0] not in hashing_stalled}
+    summary = summarise(compare(local, remote), [u.name for u in users if u.name not in hashing_stalled])
     for name, errors in local_errors.items():
         summary["users"][name]["errors"] += len(errors)
         summary["users"][name]["status"] = "failed"
@@ -171,10 +174,10 @@ async def run_verify(run: JobRun) -> JobOutcome:
         problems.append(f"{t['missing']} file(s) missing on the server: {', '.join(names[:5])}")
     if t["error"]:
         problems.append(f"{t['error']} file(s) could not be compared")
-    for user in found:
-        if user.stalled:  # its own scan got no answer: not verified, said so
-            stats["users"][user.name] = {"status": "stalled", "error": user.problem}
-            problems.append(f"{user.name}: {user.problem}")
+    stalled = {**{u.name: u.problem or "" for u in found if u.stalled}, **hashing_stalled}
+    for name, why in stalled.items():  # not verified, said so
+        stats["users"][name] = {"status": "stalled", "error": why}
+        problems.append(f"{name}: {why}")
     if problems:
         return JobOutcome(JobState.FAILED, "; ".join(problems), stats)
     return JobOutcome(JobState.SUCCEEDED, None, stats)

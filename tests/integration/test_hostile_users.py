@@ -285,15 +285,8 @@ def test_a_file_its_owner_cannot_read_is_reported_for_that_user_only(setup):
     assert users["bob"]["status"] == "succeeded" and (remote / "backup/bob/b.txt").read_text() == "b"
 
 
-def _procs(marker: str) -> list[int]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                out.append(int(pid))
-        except OSError:
-            pass
-    return out
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def test_readers_run_as_the_tree_owner_without_any_capability(setup):
@@ -302,7 +295,17 @@ def test_readers_run_as_the_tree_owner_without_any_capability(setup):
     job = daemon.ctl_json("sync", "d")
     daemon.wait_for_progress(job["id"])
     alice = accounts.for_tree("alice")
-    readers = [p for p in _procs("sftp-server") if p != os.getpid()]
+    # The daemon, which parses requests, holds no capability; only its spawner
+    # (its one child running the daemon's own program) can change uid and kill.
+    d = caps.sets(daemon.proc.pid)
+    assert all(v == 0 for v in d.values()), d
+    spawners = [p for p in _children(daemon.proc.pid) if Path(f"/proc/{p}/cmdline").read_bytes().startswith(
+        Path(f"/proc/{daemon.proc.pid}/cmdline").read_bytes())]
+    assert len(spawners) == 1, spawners
+    s = caps.sets(spawners[0])
+    assert s["CapPrm"] == s["CapEff"] == sum(1 << c for c in caps.KEPT)
+    assert s["CapInh"] == s["CapAmb"] == s["CapBnd"] == 0
+    readers = [p for p in _children(spawners[0]) if b"sftp-server" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert readers
     for pid in readers:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -311,13 +314,11 @@ def test_readers_run_as_the_tree_owner_without_any_capability(setup):
         assert set(uids) == {str(alice.pw_uid)}
         assert set(map(int, groups)) == set(os.getgrouplist(alice.pw_name, alice.pw_gid))
         assert {k: v for k, v in caps.sets(pid).items()} == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
-    for pid in _procs("rclone"):
-        sets = caps.sets(pid)
-        if Path(f"/proc/{pid}/status").read_text().count(f"\t{daemon.uid}\t"):
-            assert all(v == 0 for v in sets.values()), sets
-    d = caps.sets(daemon.proc.pid)
-    assert d["CapPrm"] == d["CapEff"] == sum(1 << c for c in caps.KEPT)
-    assert d["CapInh"] == d["CapAmb"] == d["CapBnd"] == 0
+        assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+    rclones = [p for p in _children(daemon.proc.pid) if b"rclone" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert rclones
+    for pid in rclones:
+        assert all(v == 0 for v in caps.sets(pid).values()), caps.sets(pid)
     daemon.ctl("job", "cancel", str(job["id"]))
 
 
@@ -386,3 +387,28 @@ def test_a_user_who_stops_their_own_processes_delays_nobody_else_beyond_the_stal
     assert verify["stats"]["users"]["bob"]["status"] == "succeeded"
     assert verify["stats"]["users"]["mallory"]["status"] == "stalled"
     assert took < 120, took  # two jobs, each held up at most about the 10 s stall timeout
+
+
+def test_no_user_process_outlives_a_daemon_killed_mid_sync(setup):
+    """The daemon SIGKILLed (a crash: no clean-up) while a user's reader
+    runs: the spawner dies with it (parent-death signal), and the reader
+    with the spawner, even one its user has stopped."""
+    daemon, _ = setup
+    sparse(daemon.users_dir / "alice/backup/big.img", 2 * 1024 ** 3)
+    job = daemon.ctl_json("sync", "d")
+    daemon.wait_for_progress(job["id"])
+    pid = daemon.proc.pid
+    spawner = next(p for p in _children(pid) if Path(f"/proc/{p}/cmdline").read_bytes().startswith(
+        Path(f"/proc/{pid}/cmdline").read_bytes()))
+    readers = [p for p in _children(spawner) if b"sftp-server" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert readers
+    as_user("alice", "import os, signal, sys\nfor p in sys.argv[1:]: os.kill(int(p), signal.SIGSTOP)",
+            *map(str, readers)).wait()
+    daemon.kill()
+    deadline = time.monotonic() + 10
+    left = [spawner, *readers]
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if Path(f"/proc/{p}").exists() and "zombie" not in
+                Path(f"/proc/{p}/status").read_text().split("State:")[1].splitlines()[0]]
+        time.sleep(0.1)
+    assert not left, left
