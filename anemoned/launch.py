@@ -8,6 +8,6 @@ from __future__ import annotations
 
 def main() -> int:
     from . import spawner  # only the standard library and caps.py: cheap to import
-    sock = spawner.launch()
+    sock, _ = spawner.launch()
     from . import service
     return service.main(spawner_sock=sock)

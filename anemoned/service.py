@@ -265,7 +265,7 @@ def trim_capabilities() -> None:
 
 def main(argv: list[str] | None = None, spawner_sock: socket.socket | None = None) -> int:
     if spawner_sock is None:  # run as `python -m anemoned.service`, not through anemoned.launch
-        spawner_sock = spawner.launch()
+        spawner_sock, _ = spawner.launch()
     parser = argparse.ArgumentParser(prog="anemoned", description="Anemone backup daemon")
     parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help=f"YAML config file (default {DEFAULT_CONFIG_PATH})")
     parser.add_argument("--version", action="version", version=f"anemoned {__version__}")

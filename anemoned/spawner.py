@@ -21,6 +21,9 @@ the other end):
 
     daemon -> spawner  {"op": "spawn", "id": N, "uid", "gid", "groups",
                         "argv", "env"}  with three fds: stdin, stdout, stderr
+                       {"op": "scan", "id": N, "trees": [{"uid", "gid",
+                        "groups", "path"}...]}  with the same three fds: a
+                        scanner (treewalk.py) for those trees
                        {"op": "kill", "pid": P}
     spawner -> daemon  {"id": N, "pid": P}  or  {"id": N, "error": "..."}
                        {"exited": P, "status": S}   (S as subprocess's
@@ -36,21 +39,22 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import select
 import signal
 import socket
 from typing import Any
 
-from . import caps
+from . import caps, treewalk
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _MAX_MESSAGE = 1 << 20
 
 
-def launch() -> socket.socket:
-    """Fork the spawner; the daemon's end of its socket. Call it before
-    threads start (the child runs Python after fork)."""
+def launch() -> tuple[socket.socket, int]:
+    """Fork the spawner: the daemon's end of its socket, and its pid. Call
+    it before threads start (the child runs Python after fork)."""
     daemon_end, spawner_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     daemon_pid = os.getpid()
     pid = os.fork()
@@ -62,7 +66,7 @@ def launch() -> socket.socket:
             os._exit(0)
     spawner_end.close()
     daemon_end.set_inheritable(False)
-    return daemon_end
+    return daemon_end, pid
 
 
 def _serve(sock: socket.socket, daemon_pid: int) -> None:
@@ -127,6 +131,8 @@ def _handle(sock: socket.socket, request: dict[str, Any], fds: list[int], childr
         _send(sock, {"id": request["id"], "error": f"fork: {err.strerror}"})
         return
     if pid == 0:
+        if request.get("op") == "scan":
+            _scan(request, fds)
         _exec_as(request, fds)  # never returns
     children.add(pid)
     _send(sock, {"id": request["id"], "pid": pid})
@@ -156,22 +162,52 @@ def _kill(pid: int) -> None:
             pass
 
 
+def _child_setup(fds: list[int]) -> int:
+    """In a forked child: a session of its own, default signals, the given
+    descriptors as 0, 1 and 2 and no other; the spawner's pid."""
+    spawner_pid = os.getppid()
+    os.setsid()
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    high = [os.dup(fd) for fd in fds]  # above 2, whatever numbers they came with
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    return spawner_pid
+
+
+def _scan(request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: the scanner. It keeps the spawner's uid and
+    capabilities (it switches file-system identity per tree) and runs no
+    other program."""
+    try:
+        spawner_pid = _child_setup(fds)
+        caps._libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        caps._libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != spawner_pid:
+            os._exit(1)
+        # One open directory per level of a deep tree.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        os.chdir("/")
+        treewalk.scan_trees(request["trees"], 1)
+    except BaseException as err:  # noqa: BLE001 (reported on the scanner's stderr)
+        try:
+            os.write(2, f"scanner: {err}\n".encode(errors="replace"))
+        finally:
+            os._exit(1)
+    os._exit(0)
+
+
 def _exec_as(request: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: become the user, with no capability and no way
     to gain one, on the given descriptors, and exec. Exit 127 (with the
     reason on stderr) when any step fails."""
     argv = [str(a) for a in request["argv"]]
     try:
-        spawner_pid = os.getppid()
-        os.setsid()
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        high = [os.dup(fd) for fd in fds]  # above 2, whatever numbers they came with
-        for target, fd in enumerate(high):
-            os.dup2(fd, target)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        spawner_pid = _child_setup(fds)
         os.setgroups([int(g) for g in request["groups"]])
         os.setresgid(int(request["gid"]), int(request["gid"]), int(request["gid"]))
         os.setresuid(int(request["uid"]), int(request["uid"]), int(request["uid"]))

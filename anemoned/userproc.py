@@ -59,8 +59,17 @@ class Spawner:
         self.ids = itertools.count(1)
         self.starting: dict[int, concurrent.futures.Future[Child]] = {}
         self.running: dict[int, Child] = {}
-        self.gone = False
+        self.gone = self.closing = False
         threading.Thread(target=self._read_answers, name="spawner", daemon=True).start()
+
+    def close(self) -> None:
+        """The spawner sees the end of its socket and exits, its children with it."""
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread too; close alone would not
+        except OSError:
+            pass
+        self.sock.close()
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         with self.send_lock:
@@ -72,13 +81,25 @@ class Spawner:
               stderr: int) -> "concurrent.futures.Future[Child]":
         """argv started as identity (own session, cwd /, no capability) on
         these descriptors (the caller keeps and closes its copies)."""
+        return self._request({"op": "spawn", "uid": identity.uid, "gid": identity.gid,
+                              "groups": list(identity.groups), "argv": argv, "env": env}, [stdin, stdout, stderr])
+
+    def start_scanner(self, trees: list[tuple[UserIdentity, str]], stdout: int) -> "concurrent.futures.Future[Child]":
+        """A scanner (treewalk.py) listing each tree as its owner, framed on stdout."""
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            return self._request({"op": "scan", "trees": [{"uid": i.uid, "gid": i.gid, "groups": list(i.groups),
+                                                           "path": path} for i, path in trees]}, [null, stdout, null])
+        finally:
+            os.close(null)
+
+    def _request(self, request: dict[str, Any], fds: list[int]) -> "concurrent.futures.Future[Child]":
         started: concurrent.futures.Future[Child] = concurrent.futures.Future()
         request_id = next(self.ids)
         with self.send_lock:  # registered before the answer can arrive
             self.starting[request_id] = started
         try:
-            self.send({"op": "spawn", "id": request_id, "uid": identity.uid, "gid": identity.gid,
-                       "groups": list(identity.groups), "argv": argv, "env": env}, [stdin, stdout, stderr])
+            self.send({**request, "id": request_id}, fds)
         except BaseException:
             with self.send_lock:
                 self.starting.pop(request_id, None)
@@ -100,7 +121,8 @@ class Spawner:
             started.set_exception(SpawnerGone("the spawner process has exited"))
         for child in pending[1]:
             child.exited.set_result(-9)  # it died with the spawner (parent-death signal)
-        event(logging.ERROR, "the spawner process has exited: users' programs can no longer be started")
+        if not self.closing:
+            event(logging.ERROR, "the spawner process has exited: users' programs can no longer be started")
 
     def _deliver(self, answer: dict[str, Any]) -> None:
         if "exited" in answer:
@@ -136,7 +158,7 @@ def spawner() -> Spawner:
     return _spawner
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, fd: int,
+async def pipe_reader(loop: asyncio.AbstractEventLoop, fd: int,
                   transports: list[asyncio.BaseTransport]) -> asyncio.StreamReader:
     """A stream over the pipe fd, which it now owns (closed with the transport)."""
     pipe = open(fd, "rb", buffering=0)
@@ -171,9 +193,9 @@ async def output_of(identity: UserIdentity, argv: list[str], idle_timeout_s: flo
     out, err = bytearray(), bytearray()
     transports: list[asyncio.BaseTransport] = []
     try:
-        stdout = await _reader(loop, out_r, transports)
+        stdout = await pipe_reader(loop, out_r, transports)
         out_r = -1
-        stderr = await _reader(loop, err_r, transports)
+        stderr = await pipe_reader(loop, err_r, transports)
         err_r = -1
         child = await asyncio.wait_for(asyncio.wrap_future(started), idle_timeout_s)
 

@@ -2,9 +2,9 @@
 changed: gathering the local facts (as each user) and planning (pure).
 
 A user's tree is `users_dir/<name>/backup/`. The daemon lists users_dir
-itself; everything inside a user's directory is looked at by `find` run
-as that user (usertree.scan), so nothing here reads a tree with rights
-its owner does not have.
+itself; everything inside a user's directory is listed with that user's
+rights (usertree.scan_many), so nothing here reads a tree with rights its
+owner does not have.
 """
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from typing import Iterable
 
 from .destinations import USER_RE
 from .identity import NotAUser, UserIdentity, tree_identity
-from .usertree import TreeScan, scan
+from . import scans, usertree
+from .usertree import TreeScan
 
-#: Trees scanned at once (each scan is one `find`).
-SCAN_CONCURRENCY = 4
+#: Scanners side by side (each lists its share of the trees one by one):
+#: one per core of a small NAS.
+SCANNERS = 2
 
 
 @dataclass(frozen=True)
@@ -91,25 +93,23 @@ def discover(users_dir: Path, daemon_uid: int) -> tuple[list[LocalUser], list[st
 
 
 async def scan_all(users: list[LocalUser], users_dev: int, timeout_s: float) -> list[LocalUser]:
-    """Each user with an identity scanned as that user. A scan that takes
-    longer than timeout_s (the destination's stall_timeout: the user may
-    have stopped their own `find`) leaves that user out, stalled."""
-    gate = asyncio.Semaphore(SCAN_CONCURRENCY)
-
-    async def one(user: LocalUser) -> LocalUser:
-        if user.identity is None:
-            return user
-        async with gate:
-            try:
-                result = await scan(user.identity, user.backup_dir, users_dev, timeout_s)
-            except asyncio.TimeoutError:
-                return replace(user, problem=f"backup/ could not be scanned: no answer within {timeout_s:g} s",
-                               stalled=True)
-            except OSError as err:
-                return replace(user, problem=f"backup/ could not be scanned: {err}")
-        return replace(user, scan=result, problem=result.problem)
-
-    return list(await asyncio.gather(*(one(u) for u in users)))
+    """Each user with an identity scanned as that user, by SCANNERS scanners
+    side by side. A scan that says nothing for timeout_s (the destination's
+    stall_timeout) leaves that user out, stalled."""
+    todo = [u for u in users if u.identity is not None]
+    shares = [todo[i::SCANNERS] for i in range(SCANNERS)]
+    results = await asyncio.gather(*(usertree.scan_many([(u.identity, u.backup_dir) for u in share if u.identity],
+                                                         users_dev, timeout_s) for share in shares if share))
+    scanned: dict[str, LocalUser] = {}
+    for share, listed in zip([s for s in shares if s], results):
+        for user, result in zip(share, listed):
+            if isinstance(result, scans.ScanStalled):
+                scanned[user.name] = replace(user, problem=f"backup/ could not be scanned: {result}", stalled=True)
+            elif isinstance(result, Exception):
+                scanned[user.name] = replace(user, problem=f"backup/ could not be scanned: {result}")
+            else:
+                scanned[user.name] = replace(user, scan=result, problem=result.problem)
+    return [scanned.get(u.name, u) for u in users]
 
 
 def unchanged(user: LocalUser, state: UserState | None, remote_path: str, full_every: timedelta,

@@ -1,28 +1,26 @@
 """What is in a user's tree, seen with that user's rights.
 
-`find` runs as the user (identity.UserIdentity) and prints one record per
-entry: depth, owner, type, size, modification time, inode, device and
+A scanner lists the tree with the user's rights (treewalk.py, scans.py)
+and gives one record per entry, exactly as `find -P -xdev -printf` would: depth, owner, type, size, modification time, inode, device and
 relative path. From it the daemon learns whether the tree is empty,
 whether `backup/` really belongs to the user it ran as, and a fingerprint
 of every path, size, mtime and inode: when the fingerprint equals the one
 recorded after the user's last successful sync to a destination, nothing
 changed and the sync starts nothing for that user.
 
-find never follows symlinks (-P) or crosses into another file system
-(-xdev), and only reads directories; it cannot be stalled by a FIFO. It
-costs about a millisecond to start, so scanning 2,000 users is cheap.
+The scanner never follows symlinks or crosses into another file system,
+and only reads directories; it cannot be stalled by a FIFO. One scanner
+lists many trees, so scanning 2,000 users costs no process per user.
 """
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .identity import UserIdentity
-from .userproc import output_of
+from . import scans
 
-FIND = shutil.which("find", path="/usr/bin:/bin") or "/usr/bin/find"
 #: depth, uid, type, size, mtime, inode, device, path; NUL-terminated
 #: because a file name may hold any byte but NUL and "/".
 _FORMAT = r"%d %U %y %s %T@ %i %D %P\0"
@@ -40,11 +38,14 @@ class TreeScan:
     mounts: tuple[str, ...] = ()
 
 
-async def scan(identity: UserIdentity, backup: Path, users_dev: int, timeout_s: float) -> TreeScan:
-    """The tree, seen by its owner; asyncio.TimeoutError when find says
-    nothing for timeout_s."""
-    _, out, err = await output_of(identity, [FIND, "-P", str(backup), "-xdev", "-printf", _FORMAT], timeout_s)
-    return parse(out, err, identity.uid, users_dev)
+async def scan_many(trees: list[tuple[UserIdentity, Path]], users_dev: int, timeout_s: float,
+                    ) -> list[TreeScan | Exception]:
+    """Each tree, seen by its owner (scans.py); scans.ScanStalled for one
+    that said nothing for timeout_s, scans.ScannerFailed when the scanner
+    could not list it."""
+    listed = await scans.scan_trees([(identity, str(backup)) for identity, backup in trees], timeout_s)
+    return [result if isinstance(result, Exception) else parse(result[0], result[1], identity.uid, users_dev)
+            for (identity, _), result in zip(trees, listed)]
 
 
 def parse(out: bytes, err: bytes, uid: int, users_dev: int) -> TreeScan:

@@ -9,10 +9,11 @@ import pytest
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "anemoned.service"
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 #: What starting a user's process and trimming our capabilities call:
-#: Python's subprocess (setgroups, setregid, setreuid), setpriv's
-#: parent-death signal (prctl), caps.trim (capset, prctl), stopping a
-#: user's process (kill).
-PRIVILEGE_SYSCALLS = {"setgroups", "setregid", "setreuid", "setresgid", "setresuid", "capset", "capget", "prctl",
+#: the spawner's child (setgroups, setresgid, setresuid, capset, prctl for
+#: the parent-death signal and no_new_privs), caps.trim (capset, prctl),
+#: the scanner's change of file-system identity (setfsuid, setfsgid),
+#: stopping a user's process (kill).
+PRIVILEGE_SYSCALLS = {"setgroups", "setresgid", "setresuid", "setfsuid", "setfsgid", "capset", "capget", "prctl",
                       "kill", "execve"}
 
 
@@ -63,5 +64,5 @@ def test_the_syscall_filter_allows_what_the_privilege_change_needs_and_denies_th
     assert allowed is not None
     assert PRIVILEGE_SYSCALLS <= allowed, PRIVILEGE_SYSCALLS - allowed
     # Everything else root-only stays out.
-    assert not (_expand("@privileged") - _expand("@setuid") - {"capset"}) & allowed
-    assert not {"mount", "chroot", "setfsuid", "bpf", "ptrace"} & allowed
+    assert not (_expand("@privileged") - _expand("@setuid") - {"capset", "setfsuid", "setfsuid32"}) & allowed
+    assert not {"mount", "chroot", "bpf", "ptrace", "open_by_handle_at"} & allowed
