@@ -93,7 +93,9 @@ def test_a_symlink_swapped_in_after_listing_never_reads_what_the_user_cannot(set
         for f in (remote / "backup/mallory").rglob("*"):
             if f.is_file():
                 assert f.read_bytes() != SECRET, f"{f} holds the root-only file"
-    assert seen <= {"succeeded", "failed"}
+    # "stalled" too: on a busy machine mallory's own swapping loop can starve her reader past the
+    # 10 s stall timeout; that costs her alone.
+    assert seen <= {"succeeded", "failed", "stalled"}
     assert (remote / "backup/mallory/plain.txt").read_text() == "ordinary"
 
 
