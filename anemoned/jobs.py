@@ -14,7 +14,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from .logs import event
-from .protocol import ErrorCode, RpcError
+from .errors import AnemoneError, Conflict, NotFound
 from .store import Store
 from .timeutil import iso, utc_now
 
@@ -118,7 +118,7 @@ class JobQueue:
     def get(self, job_id: int) -> dict[str, Any]:
         row = self.store.job_row(job_id)
         if row is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"no job with id {job_id}", {"field": "id"})
+            raise NotFound(f"no job with id {job_id}", field="id")
         return row
 
     def active_for(self, destination: str, kind: str | None = None) -> dict[str, Any] | None:
@@ -169,7 +169,7 @@ class JobQueue:
         active = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
         for row in active:
             if row["state"] == JobState.RUNNING.value:
-                raise RpcError(ErrorCode.CONFLICT, f"job {row['id']} is running for {destination!r}; "
+                raise Conflict(f"job {row['id']} is running for {destination!r}; "
                                f"cancel it first (anemonectl job cancel {row['id']})")
         for row in active:
             self._transition(row, JobState.CANCELLED, error="its destination was removed")
@@ -252,7 +252,7 @@ class JobQueue:
                 outcome = JobOutcome(JobState.CANCELLED, "cancelled by the operator")
             else:
                 outcome = JobOutcome(JobState.INTERRUPTED, "the daemon stopped while the job ran")
-        except RpcError as err:  # an operator-facing failure (a password that cannot be decrypted, ...)
+        except AnemoneError as err:  # an operator-facing failure (a password that cannot be decrypted, ...)
             outcome = JobOutcome(JobState.FAILED, err.message)
         except Exception as exc:  # a bug fails one job, never the daemon
             event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__)
