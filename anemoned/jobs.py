@@ -13,6 +13,7 @@ import enum
 import logging
 from typing import Any, Awaitable, Callable
 
+from . import crash
 from .logs import event
 from .errors import AnemoneError, Conflict, NotFound
 from .store import Store
@@ -68,7 +69,8 @@ class JobQueue:
     def __init__(self, store: Store, max_concurrent: int, functions: dict[str, JobFunction],
                  on_change: Callable[[], None] = lambda: None, on_finished: Callable[[dict[str, Any]], None] = lambda j: None,
                  on_prune: Callable[[list[int]], None] = lambda ids: None,
-                 on_started: Callable[[dict[str, Any]], None] = lambda j: None) -> None:
+                 on_started: Callable[[dict[str, Any]], None] = lambda j: None,
+                 on_crash: Callable[[BaseException], None] = lambda exc: None) -> None:
         self.store = store
         self.max_concurrent = max_concurrent
         self.functions = functions
@@ -76,6 +78,9 @@ class JobQueue:
         self.on_finished = on_finished
         self.on_prune = on_prune
         self.on_started = on_started
+        #: told when the queue's own bookkeeping fails (the daemon stops: a
+        #: queue that cannot record states must not look healthy)
+        self.on_crash = on_crash
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.progress: dict[int, dict[str, Any]] = {}
         # Replaced on every change; waiters hold the old one, which is set.
@@ -202,9 +207,22 @@ class JobQueue:
             if len(self.tasks) >= self.max_concurrent:
                 return
             if row["id"] not in self.tasks:
-                self.tasks[row["id"]] = asyncio.get_running_loop().create_task(self._run(row))
+                task = asyncio.get_running_loop().create_task(self._run(row))
+                task.add_done_callback(self._task_done)
+                self.tasks[row["id"]] = task
 
     # -- running -----------------------------------------------------------------
+
+    def _task_done(self, task: "asyncio.Task[None]") -> None:
+        """_run handles the job's own errors; anything that still escapes is
+        the queue's bookkeeping failing, never to be ignored."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        error_id, where = crash.describe(exc)
+        event(logging.CRITICAL, "job queue failed", error=type(exc).__name__, where=where, error_id=error_id)
+        self.on_crash(exc)
 
     def _changed(self) -> None:
         self.on_change()
@@ -255,11 +273,20 @@ class JobQueue:
         except AnemoneError as err:  # an operator-facing failure (a password that cannot be decrypted, ...)
             outcome = JobOutcome(JobState.FAILED, err.message)
         except Exception as exc:  # a bug fails one job, never the daemon
-            event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__)
-            outcome = JobOutcome(JobState.FAILED, f"internal error ({type(exc).__name__}); see the daemon log")
+            error_id, where = crash.describe(exc)
+            event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__, where=where, error_id=error_id)
+            outcome = JobOutcome(JobState.FAILED,
+                                 f"internal error ({type(exc).__name__}, error id {error_id}); see the daemon log")
         finally:
             self.tasks.pop(job_id, None)
             self.progress.pop(job_id, None)
             self.cancel_requested.discard(job_id)
-        self._transition(self.get(job_id), outcome.state, outcome.error, outcome.stats)
-        self.pump()
+        try:
+            self._transition(self.get(job_id), outcome.state, outcome.error, outcome.stats)
+        except Exception as exc:  # the state cannot be written: carrying on would leave the job running forever
+            error_id, where = crash.describe(exc)
+            event(logging.CRITICAL, "job outcome could not be recorded", job=job_id, error=type(exc).__name__,
+                  where=where, error_id=error_id)
+            self.on_crash(exc)
+        finally:
+            self.pump()

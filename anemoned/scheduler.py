@@ -56,11 +56,16 @@ def min_interval() -> timedelta:
 
 # -- parsing -----------------------------------------------------------------------
 
-def parse_duration(text: str) -> timedelta:
+def _duration(text: Any) -> timedelta | None:
     m = _DURATION_RE.match(text.strip().lower()) if isinstance(text, str) else None
-    if not m:
+    return timedelta(seconds=int(m[1]) * _UNITS[m[2]]) if m else None
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration a person gave, held to today's minimum."""
+    value = _duration(text)
+    if value is None:
         raise InvalidField("schedule.every", "must be a duration such as 30m, 2h or 1d")
-    value = timedelta(seconds=int(m[1]) * _UNITS[m[2]])
     if value < min_interval():
         raise InvalidField("schedule.every", f"must be at least {int(min_interval().total_seconds() // 60)} minutes")
     return value
@@ -197,7 +202,12 @@ def next_occurrence(schedule: dict[str, Any], after: datetime, tz: ZoneInfo) -> 
     if kind == "off":
         return None
     if kind == "interval":
-        return after + parse_duration(schedule["every"])
+        # A stored interval was checked when it was set; it is not held to
+        # today's minimum again (that is a request's rule, not the clock's).
+        every = _duration(schedule["every"])
+        if every is None or every <= timedelta(0):
+            raise ScheduleError(f"interval {schedule['every']!r} is not a duration")
+        return after + every
     local_after = after.astimezone(tz).replace(tzinfo=None)
     if kind == "cron":
         try:

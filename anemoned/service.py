@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, remote_jobs
+from . import __version__, access, caps, crash, remote_jobs
 from .api import data, dest, job, notify, status  # noqa: F401 (each registers its methods)
 from .api import dispatch as api_dispatch, views
 from .api.context import Context, Runtime
@@ -46,6 +46,10 @@ class Daemon:
         self.runtime = Runtime(config, rclone_binary, rclone_version)
         self.notifier = Notifier()
         self.stopping = asyncio.Event()
+        #: why the daemon stops on its own (a crashed background task); None: asked to stop
+        self.failure: str | None = None
+        self.ready = False
+        self._reloading: asyncio.Task[None] | None = None
         prepare_data_dir(config)
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
@@ -61,7 +65,7 @@ class Daemon:
                                tz=lambda: self.schedules.zone())
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
                              on_finished=self._job_finished, on_prune=self._remove_job_logs,
-                             on_started=self.monitor.job_started)
+                             on_started=self.monitor.job_started, on_crash=self._crashed)
         self.schedules = ScheduleLoop(self.store, self.jobs, lambda: self.config.timezone, self.refresh_status)
         self.api = Context(self.runtime, self.store, self.jobs, self.schedules, self.monitor,
                            self.destinations_changed)
@@ -125,7 +129,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self.server.start()
         self.attach.start()
         self.jobs.pump()  # queued work from before a restart
@@ -134,24 +138,45 @@ class Daemon:
               socket=str(self.config.socket), data_dir=str(self.config.data_dir))
         # READY only now: the socket accepts connections.
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
-        watchdog = asyncio.create_task(self._watchdog())
-        scheduler = asyncio.create_task(self.schedules.run())
+        self.ready = True
         self.monitor.write_metrics()
-        monitor = asyncio.create_task(self.monitor.run())
+        loops = [asyncio.create_task(self._supervised(name, coro)) for name, coro in (
+            ("watchdog", self._watchdog()), ("scheduler", self.schedules.run()), ("monitor", self.monitor.run()))]
         try:
             await self.stopping.wait()
         finally:
             self.notifier.send("STOPPING=1", "STATUS=stopping", important=True)
             event(logging.INFO, "anemoned stopping")
-            watchdog.cancel()
-            scheduler.cancel()
-            monitor.cancel()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            if self._reloading is not None:
+                self._reloading.cancel()
             await self.jobs.shutdown()  # running jobs stopped and recorded
             await self.monitor.close()  # notifications already on their way
             await self.server.close()
             self.attach.close()
             self.store.close()
             event(logging.INFO, "anemoned stopped")
+
+    async def _supervised(self, name: str, loop: Awaitable[None]) -> None:
+        """Run one background loop; if it raises, the daemon stops with a
+        logged error (exit status 1, so systemd restarts it): schedules that
+        silently stopped while the watchdog still reports healthy would be
+        worse than a restart."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._crashed(exc, name)
+
+    def _crashed(self, exc: BaseException, name: str = "job queue") -> None:
+        error_id, where = crash.describe(exc)
+        event(logging.CRITICAL, "background task crashed; stopping", task=name, error=type(exc).__name__, where=where,
+              error_id=error_id)
+        self.failure = f"{name} crashed (error id {error_id})"
+        self.stopping.set()
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval_s()
@@ -164,10 +189,15 @@ class Daemon:
             self.refresh_status()
             await asyncio.sleep(interval)
 
-    def reload(self) -> None:
-        """SIGHUP: read the config again; a bad file changes nothing."""
+    def _on_sighup(self) -> None:
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.ensure_future(self._supervised("reload", self.reload()))
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config again; a bad file changes nothing. Off
+        the event loop: checking a new rclone runs it (up to 30 s)."""
         try:
-            new = load_config(self.config_path)
+            new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as err:
             event(logging.ERROR, "config reload refused; keeping the running config", path=self.config_path,
                   problems="; ".join(err.problems))
@@ -178,7 +208,7 @@ class Daemon:
             new = replace(new, **{k: getattr(self.config, k) for k in kept})
         if new.rclone_binary() != self.runtime.rclone_binary:
             try:
-                self.runtime.rclone_version = check_rclone(new.rclone_binary())
+                self.runtime.rclone_version = await asyncio.to_thread(check_rclone, new.rclone_binary())
                 self.runtime.rclone_binary = new.rclone_binary()  # type: ignore[assignment]
             except RcloneUnusable as err:
                 event(logging.ERROR, "config reload refused; keeping the running config", problems=str(err))
@@ -186,7 +216,7 @@ class Daemon:
         self.runtime.config = new
         set_level(new.log_level)
         self.jobs.set_max_concurrent(new.max_concurrent_syncs)
-        asyncio.ensure_future(self.schedules.refresh_zone())  # the zone may have changed
+        await self.schedules.refresh_zone()  # the zone may have changed
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 
@@ -242,13 +272,24 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # data_dir not writable, and the like
         event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
         return 1
+    except Exception as err:  # a corrupt state.db, and what nobody foresaw: one line, never a traceback
+        event(logging.ERROR, "cannot start", reason=f"{type(err).__name__}: {err}", where=crash.where(err))
+        return 1
     try:
         asyncio.run(daemon.run())
     except AlreadyRunning as err:
         event(logging.ERROR, "cannot start", reason=str(err))
         return 1
     except OSError as err:  # the socket's directory not ours, and the like
-        event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
+        event(logging.ERROR, "cannot start" if not daemon.ready else "stopped by an error",
+              reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
+        return 1
+    except Exception as err:
+        event(logging.ERROR, "cannot start" if not daemon.ready else "stopped by an error",
+              reason=type(err).__name__, where=crash.where(err))
+        return 1
+    if daemon.failure is not None:
+        event(logging.ERROR, "anemoned stopped by an error; exiting with status 1", reason=daemon.failure)
         return 1
     return 0
 
