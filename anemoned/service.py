@@ -159,17 +159,8 @@ class Daemon:
             self.store.close()
             event(logging.INFO, "anemoned stopped")
 
-    async def _supervised(self, name: str, loop: Awaitable[None]) -> None:
-        """Run one background loop; if it raises, the daemon stops with a
-        logged error (exit status 1, so systemd restarts it): schedules that
-        silently stopped while the watchdog still reports healthy would be
-        worse than a restart."""
-        try:
-            await loop
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._crashed(exc, name)
+    def _supervised(self, name: str, loop: Awaitable[None]) -> Awaitable[None]:
+        return crash.supervised(name, loop, self._crashed)
 
     def _crashed(self, exc: BaseException, name: str = "job queue") -> None:
         error_id, where = crash.describe(exc)
