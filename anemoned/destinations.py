@@ -1,6 +1,6 @@
 """Destinations: the value type and the validation of every field.
 
-Every check returns a message naming the field. The rules are strict on
+Every check raises errors.InvalidField naming the field. The rules are strict on
 purpose: these values end up in rclone's backend options and in paths on a
 remote server, so anything that could be read as syntax is refused here,
 before it gets anywhere near a process.
