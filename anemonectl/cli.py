@@ -14,43 +14,14 @@ from typing import Any, Callable
 
 from anemoned import protocol
 from anemoned.protocol import ErrorCode, RpcError
+from anemoned.protocol import methods as m
 
 from . import dest_options, monitor_cmds, render
 from .client import Client, DaemonUnreachable
+from .ctl import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Ctl, exit_code_for
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 #: Seconds one job.wait long-poll may take; progress is redrawn after each.
 WAIT_POLL_S = 1
-
-
-def exit_code_for(code: int) -> int:
-    """The process exit code for a JSON-RPC error code."""
-    if code == ErrorCode.NOT_FOUND:
-        return EXIT_NOT_FOUND
-    if code in (ErrorCode.PERMISSION_DENIED, ErrorCode.UNAVAILABLE):
-        return EXIT_UNREACHABLE
-    if code in (ErrorCode.OPERATION_FAILED, ErrorCode.INTERNAL_ERROR):
-        return EXIT_FAILED
-    return EXIT_USAGE  # parse/invalid request/params, conflict, too large, unknown method
-
-
-class Ctl:
-    """What a command needs: the client and how to print."""
-
-    def __init__(self, client: Client, as_json: bool) -> None:
-        self.client = client
-        self.as_json = as_json
-
-    def call(self, method: str, params: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
-        return self.client.call(method, params, timeout_s)
-
-    def emit(self, obj: Any, human: Callable[[Any], str]) -> None:
-        if self.as_json:
-            print(json.dumps(obj, indent=2, ensure_ascii=False))
-        else:
-            text = human(obj)
-            if text:
-                print(text)
 
 
 # -- commands -----------------------------------------------------------------
@@ -61,7 +32,7 @@ def cmd_status(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_key_generate(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("key.generate", {"force": args.force}), render.key)
+    ctl.emit(ctl.call("key.generate", m.KeyGenerate(force=args.force)), render.key)
     return EXIT_OK
 
 
@@ -71,13 +42,13 @@ def cmd_key_show(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_dest_add(ctl: Ctl, args: argparse.Namespace) -> int:
-    dest = ctl.call("dest.add", {"name": args.name, **dest_options.fields(args)}, timeout_s=60)
+    dest = ctl.call("dest.add", m.DestAdd(name=args.name, **dest_options.fields(args)), timeout_s=60)
     ctl.emit(dest, lambda d: f"Destination {d['name']!r} added (host key {d['host_key_fingerprint']}).")
     return EXIT_OK
 
 
 def cmd_dest_edit(ctl: Ctl, args: argparse.Namespace) -> int:
-    dest = ctl.call("dest.edit", {"name": args.name, **dest_options.fields(args)}, timeout_s=60)
+    dest = ctl.call("dest.edit", m.DestEdit(name=args.name, **dest_options.fields(args)), timeout_s=60)
     ctl.emit(dest, render.destination)
     return EXIT_OK
 
@@ -88,29 +59,27 @@ def cmd_dest_list(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_dest_show(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("dest.show", {"name": args.name}), render.destination)
+    ctl.emit(ctl.call("dest.show", m.DestName(name=args.name)), render.destination)
     return EXIT_OK
 
 
 def _simple_dest(method: str, done: str) -> Callable[[Ctl, argparse.Namespace], int]:
     def run(ctl: Ctl, args: argparse.Namespace) -> int:
-        result = ctl.call(method, {"name": args.name})
+        result = ctl.call(method, m.DestName(name=args.name))
         ctl.emit(result, lambda _r: done.format(name=args.name))
         return EXIT_OK
     return run
 
 
 def cmd_dest_trust(ctl: Ctl, args: argparse.Namespace) -> int:
-    params = {"name": args.name}
-    if args.host_key_fingerprint:
-        params["host_key_fingerprint"] = args.host_key_fingerprint
+    params = m.DestTrust(name=args.name, host_key_fingerprint=args.host_key_fingerprint or None)
     dest = ctl.call("dest.trust", params, timeout_s=60)
     ctl.emit(dest, lambda d: f"Host key of {d['name']!r} pinned: {d['host_key_fingerprint']}")
     return EXIT_OK
 
 
 def cmd_dest_test(ctl: Ctl, args: argparse.Namespace) -> int:
-    result = ctl.call("dest.test", {"name": args.name, "create_path": args.create_path}, timeout_s=60)
+    result = ctl.call("dest.test", m.DestTest(name=args.name, create_path=args.create_path), timeout_s=60)
     ctl.emit(result, render.test_result)
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
@@ -131,10 +100,8 @@ def schedule_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_dest_schedule(ctl: Ctl, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"name": args.name, "schedule": schedule_from_args(args),
-                              "kind": "verify" if args.verify else "sync"}
-    if args.catch_up is not None:
-        params["catch_up"] = args.catch_up
+    params = m.DestSchedule(name=args.name, schedule=schedule_from_args(args), catch_up=args.catch_up,
+                            kind="verify" if args.verify else "sync")
     dest = ctl.call("dest.schedule", params)
     ctl.emit(dest, render.destination)
     return EXIT_OK
@@ -148,7 +115,7 @@ def wait_for_job(ctl: Ctl, job_id: int) -> dict[str, Any]:
     """Long-poll job.wait until the job ends, drawing progress on stderr."""
     progress = render.ProgressPrinter(sys.stderr, enabled=True)
     while True:
-        job = ctl.call("job.wait", {"id": job_id, "timeout_s": WAIT_POLL_S}, timeout_s=WAIT_POLL_S + 30)
+        job = ctl.call("job.wait", m.JobWait(id=job_id, timeout_s=WAIT_POLL_S), timeout_s=WAIT_POLL_S + 30)
         if job["state"] in ("queued", "running"):
             progress.show(job)
             continue
@@ -156,7 +123,7 @@ def wait_for_job(ctl: Ctl, job_id: int) -> dict[str, Any]:
         return job
 
 
-def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool,
+def _run_job(ctl: Ctl, method: str, params: Any, wait: bool,
              human: Callable[[dict[str, Any]], str] = render.job) -> int:
     """Queue a job; print its id, or wait for it (progress on stderr) and
     print it, exiting with its outcome."""
@@ -172,54 +139,43 @@ def _run_job(ctl: Ctl, method: str, params: dict[str, Any], wait: bool,
 
 
 def cmd_sync(ctl: Ctl, args: argparse.Namespace) -> int:
-    params = {"destination": args.name, "dry_run": args.dry_run, "allow_deletes": args.allow_deletes,
-              "allow_empty": args.allow_empty, "full": args.full}
+    params = m.Sync(destination=args.name, dry_run=args.dry_run, allow_deletes=args.allow_deletes,
+                    allow_empty=tuple(args.allow_empty), full=args.full)
     return _run_job(ctl, "sync", params, args.wait)
 
 
 def cmd_restore(ctl: Ctl, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"destination": args.name, "user": args.user}
-    if args.path:
-        params["path"] = args.path
-    if args.version:
-        params["version"] = args.version
+    where = {"destination": args.name, "user": args.user, "path": args.path or None, "version": args.version or None}
     if args.list:
-        ctl.emit(ctl.call("restore.list", params, timeout_s=300), render.restore_listing)
+        ctl.emit(ctl.call("restore.list", m.RestoreList(**where), timeout_s=300), render.restore_listing)
         return EXIT_OK
     if not args.to:
         raise RpcError(ErrorCode.INVALID_PARAMS, "to: --to DIR is required (or --list)", {"field": "to"})
-    params.update(to=os.path.abspath(args.to), overwrite=args.overwrite)
+    params = m.Restore(**where, to=os.path.abspath(args.to), overwrite=args.overwrite)
     return _run_job(ctl, "restore", params, args.wait)
 
 
 def cmd_verify(ctl: Ctl, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"destination": args.name}
-    if args.user:
-        params["user"] = args.user
-    if args.download:
-        params["download"] = True
+    params = m.Verify(destination=args.name, user=args.user or None, download=args.download)
     return _run_job(ctl, "verify", params, args.wait)
 
 
 def cmd_dest_usage(ctl: Ctl, args: argparse.Namespace) -> int:
-    return _run_job(ctl, "dest.usage", {"name": args.name}, wait=True, human=render.usage)
+    return _run_job(ctl, "dest.usage", m.DestName(name=args.name), wait=True, human=render.usage)
 
 
 def cmd_dest_versions(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("dest.versions", {"name": args.name}, timeout_s=120), render.versions)
+    ctl.emit(ctl.call("dest.versions", m.DestName(name=args.name), timeout_s=120), render.versions)
     return EXIT_OK
 
 
 def cmd_job_list(ctl: Ctl, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"limit": args.limit}
-    if args.dest:
-        params["destination"] = args.dest
-    ctl.emit(ctl.call("job.list", params), render.job_table)
+    ctl.emit(ctl.call("job.list", m.JobList(destination=args.dest or None, limit=args.limit)), render.job_table)
     return EXIT_OK
 
 
 def cmd_job_show(ctl: Ctl, args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("job.show", {"id": args.id}), render.job)
+    ctl.emit(ctl.call("job.show", m.JobId(id=args.id)), render.job)
     return EXIT_OK
 
 
@@ -230,7 +186,7 @@ def cmd_job_wait(ctl: Ctl, args: argparse.Namespace) -> int:
 
 
 def cmd_job_cancel(ctl: Ctl, args: argparse.Namespace) -> int:
-    job = ctl.call("job.cancel", {"id": args.id}, timeout_s=30)
+    job = ctl.call("job.cancel", m.JobId(id=args.id), timeout_s=30)
     ctl.emit(job, lambda j: f"job {j['id']} {j['state']}")
     return EXIT_OK
 

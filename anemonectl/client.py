@@ -46,7 +46,12 @@ class Client:
         sock = self._connect()
         sock.settimeout(timeout_s or self.timeout_s)
         try:
-            sock.sendall(protocol.encode_request(next(self._ids), method, params))
+            try:
+                sock.sendall(protocol.encode_request(next(self._ids), method, params))
+            except (BrokenPipeError, ConnectionResetError):
+                # The daemon may answer before reading (a refusal, "too many
+                # connections") and close: its answer is still there to read.
+                pass
             line = self._read_line(sock)
         except socket.timeout:
             self.close()

@@ -8,6 +8,11 @@ import sys
 from typing import Any
 
 from anemoned.protocol import ErrorCode, RpcError
+from anemoned.protocol.fields import Whole
+from anemoned.protocol.methods import DEST_FIELDS
+
+METAVARS = {"max_delete": "N", "max_delete_percent": "P", "keep_versions_days": "D", "warn_free_percent": "P",
+            "stall_timeout": "SECONDS", "full_sync_every": "DAYS"}
 
 
 def add(p: argparse.ArgumentParser, adding: bool) -> None:
@@ -18,7 +23,7 @@ def add(p: argparse.ArgumentParser, adding: bool) -> None:
     by.add_argument("--no-verify-download", dest="verify_download", action="store_const", const=False,
                     help="verifies use the server's hashes where it has them (default)")
     p.add_argument("--host", required=adding, help="SFTP server: DNS name or IP address")
-    p.add_argument("--port", type=int, default=22 if adding else None, help="SSH port (default 22)")
+    p.add_argument("--port", type=int, help="SSH port (default 22)")
     p.add_argument("--user", required=adding, help="user name on the SFTP server")
     auth = p.add_mutually_exclusive_group()
     auth.add_argument("--key-file", help="private key, relative to data_dir (default certs/rclone_key)")
@@ -31,17 +36,12 @@ def add(p: argparse.ArgumentParser, adding: bool) -> None:
     trust = p.add_mutually_exclusive_group()
     trust.add_argument("--host-key-fingerprint", metavar="SHA256:...", help="the server's expected host key fingerprint")
     trust.add_argument("--trust-host-key", action="store_true", help="pin whatever host key the server shows now")
-    p.add_argument("--max-delete", type=int, metavar="N", help="a sync may delete at most N remote files (default 5000)")
-    p.add_argument("--max-delete-percent", type=int, metavar="P",
-                   help="... and at most P%% of the remote files (default 20)")
-    p.add_argument("--keep-versions-days", type=int, metavar="D",
-                   help="keep deleted and overwritten files D days in versions/ (default 30, 0: off)")
-    p.add_argument("--warn-free-percent", type=int, metavar="P",
-                   help="warn when the server has less than P%% free (default 10)")
-    p.add_argument("--stall-timeout", type=int, metavar="SECONDS",
-                   help="stop a user's transfer after this long without progress (default 300)")
-    p.add_argument("--full-sync-every", type=int, metavar="DAYS",
-                   help="sync unchanged users too every DAYS days (default 7, 0: every sync)")
+    # The limits come from the protocol's one list of destination fields,
+    # with their defaults: the help cannot disagree with the daemon.
+    for name, spec, default, doc, _alt in DEST_FIELDS:
+        if isinstance(spec, Whole) and name != "port":
+            p.add_argument("--" + name.replace("_", "-"), type=int, metavar=METAVARS.get(name, "N"),
+                           help=f"{doc} (default {default})".replace("%", "%%"))
 
 
 def fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from anemoned.protocol import ErrorCode, RpcError
+from anemoned.protocol import methods as m
 
 from . import render
+from .ctl import EXIT_FAILED, EXIT_OK, Ctl
 
-if TYPE_CHECKING:
-    from .cli import Ctl
-
-EXIT_OK, EXIT_FAILED = 0, 1  # as in cli.py
-POLICIES = ("failure", "recovery", "always")
+POLICIES = m.POLICIES
 
 
 def read_url(prompt: str) -> str:
@@ -27,33 +25,31 @@ def read_url(prompt: str) -> str:
     return url
 
 
-def cmd_notify_add(ctl: "Ctl", args: argparse.Namespace) -> int:
-    target = ctl.call("dest.notify.add", {"name": args.name, "url": read_url("Apprise URL: "), "policy": args.on})
+def cmd_notify_add(ctl: Ctl, args: argparse.Namespace) -> int:
+    target = ctl.call("dest.notify.add", m.NotifyAdd(name=args.name, url=read_url("Apprise URL: "), policy=args.on))
     ctl.emit(target, lambda t: f"Notification {t['id']} added to {t['destination']!r}: {t['url']} (on {t['policy']})")
     return EXIT_OK
 
 
-def cmd_notify_list(ctl: "Ctl", args: argparse.Namespace) -> int:
-    ctl.emit(ctl.call("dest.notify.list", {"name": args.name}), render.notification_table)
+def cmd_notify_list(ctl: Ctl, args: argparse.Namespace) -> int:
+    ctl.emit(ctl.call("dest.notify.list", m.DestName(name=args.name)), render.notification_table)
     return EXIT_OK
 
 
-def cmd_notify_remove(ctl: "Ctl", args: argparse.Namespace) -> int:
-    result = ctl.call("dest.notify.remove", {"name": args.name, "id": args.id})
+def cmd_notify_remove(ctl: Ctl, args: argparse.Namespace) -> int:
+    result = ctl.call("dest.notify.remove", m.NotifyRemove(name=args.name, id=args.id))
     ctl.emit(result, lambda r: f"Notification {r['id']} removed from {r['destination']!r}.")
     return EXIT_OK
 
 
-def cmd_notify_test(ctl: "Ctl", args: argparse.Namespace) -> int:
-    result = ctl.call("dest.notify.test", {"name": args.name}, timeout_s=120)
+def cmd_notify_test(ctl: Ctl, args: argparse.Namespace) -> int:
+    result = ctl.call("dest.notify.test", m.DestName(name=args.name), timeout_s=120)
     ctl.emit(result, render.notify_test)
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
-def cmd_ping_url(ctl: "Ctl", args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"name": args.name}
-    if not args.off:
-        params["url"] = read_url("Ping URL: ")
+def cmd_ping_url(ctl: Ctl, args: argparse.Namespace) -> int:
+    params = m.PingUrlSet(name=args.name, url=None if args.off else read_url("Ping URL: "))
     dest = ctl.call("dest.ping_url.set", params)
     ctl.emit(dest, lambda d: f"Ping URL of {d['name']!r}: {d['ping_url'] or 'none'}")
     return EXIT_OK

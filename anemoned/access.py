@@ -10,7 +10,7 @@ from .hostkeys import HostKey
 from .config import Config
 from .destinations import DEFAULT_KEY_FILE, Destination
 from .keys import KeyFileError, Secrets, read_key_file
-from .protocol import ErrorCode, RpcError
+from .errors import OperationFailed
 
 
 def known_hosts_path(config: Config) -> Path:
@@ -36,7 +36,7 @@ async def dest_env(config: Config, binary: str, dest: Destination, *, hashcheck:
     hashcheck: rclone may run md5sum on the server (verify). uploads: the
     run only writes to the server (a sync), so it may use the larger write
     size the server software allows (rclone.upload_chunk_size).
-    Raises RpcError when a stored password cannot be decrypted.
+    Raises OperationFailed when a stored password cannot be decrypted.
     """
     access = await _sftp_access(config, binary, dest)
     chunk_size = rclone.upload_chunk_size(dest.server_version) if uploads else None
@@ -54,7 +54,7 @@ async def _sftp_access(config: Config, binary: str, dest: Destination) -> rclone
         try:
             password = await asyncio.to_thread(Secrets(config.certs_dir).decrypt, dest.password_enc)
         except KeyFileError as err:
-            raise RpcError(ErrorCode.OPERATION_FAILED, str(err), {"field": "password"}) from None
+            raise OperationFailed(str(err), field="password") from None
         obscured = await rclone.obscure(binary, password)
     else:
         key = key_path(config, dest.key_file or DEFAULT_KEY_FILE)
@@ -64,7 +64,7 @@ async def _sftp_access(config: Config, binary: str, dest: Destination) -> rclone
         try:
             await asyncio.to_thread(read_key_file, key, config.certs_dir)
         except KeyFileError as err:
-            raise RpcError(ErrorCode.OPERATION_FAILED, f"key_file: {err}", {"field": "key_file"}) from None
+            raise OperationFailed(f"key_file: {err}", field="key_file") from None
     return rclone.SftpAccess(
         host=dest.host, port=dest.port, user=dest.user,
         known_hosts_file=known_hosts_path(config),

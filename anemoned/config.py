@@ -1,7 +1,9 @@
 """Load and validate the daemon's YAML configuration.
 
-The schema is data (SCHEMA): each key with its default, a validator and a
-description. Validation collects every problem, each naming its key, so an
+The schema is data (SCHEMA): each key with its default, a validator, a
+description and whether only a restart applies it (tests/unit/test_config.py
+checks that etc/anemone/anemoned.yaml documents exactly these keys with
+these defaults). Validation collects every problem, each naming its key, so an
 operator fixes the file in one pass.
 """
 from __future__ import annotations
@@ -143,17 +145,31 @@ def _log_level(value: Any) -> str | None:
     return None if value in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
 
 
-#: key -> (default, validator). users_dir's default depends on data_dir.
-SCHEMA: dict[str, tuple[Any, Validator]] = {
-    "data_dir": ("/srv/anemone", _absolute_path),
-    "users_dir": (None, _absolute_path),
-    "socket": ("/run/anemone/anemoned.sock", _absolute_path),
-    "socket_group": (None, _group),
-    "rclone": (None, _rclone),
-    "max_concurrent_syncs": (2, _concurrency),
-    "timezone": (None, _timezone),
-    "log_level": ("info", _log_level),
-    "metrics_textfile": (None, _metrics_textfile),
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its default, how a value is checked, what it
+    means, and whether only a restart applies a new value (SIGHUP keeps
+    the running one and says so)."""
+
+    default: Any
+    validate: Validator
+    description: str
+    restart_only: bool = False
+    #: the default when it is computed from other keys (default is then None)
+    derived: str | None = None
+
+
+SCHEMA: dict[str, Key] = {
+    "data_dir": Key("/srv/anemone", _absolute_path, "daemon state: state.db, job logs, certs/", restart_only=True),
+    "users_dir": Key(None, _absolute_path, "one sub-directory per user; <user>/backup/ is backed up",
+                     derived="{data_dir}/shares"),
+    "socket": Key("/run/anemone/anemoned.sock", _absolute_path, "control socket for anemonectl", restart_only=True),
+    "socket_group": Key(None, _group, "group allowed to use the socket besides root", restart_only=True),
+    "rclone": Key(None, _rclone, "rclone binary; null: beside the daemon's Python, else PATH"),
+    "max_concurrent_syncs": Key(2, _concurrency, "jobs running at once, all destinations together"),
+    "timezone": Key(None, _timezone, "IANA zone schedules are written in; null: the system's"),
+    "log_level": Key("info", _log_level, "debug, info, warning or error"),
+    "metrics_textfile": Key(None, _metrics_textfile, "Prometheus textfile (.prom); null: none"),
 }
 
 
@@ -168,12 +184,12 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
         if key not in SCHEMA:
             problems.append(f"{key}: unknown key (known keys: {', '.join(SCHEMA)})")
     values: dict[str, Any] = {}
-    for key, (default, validate) in SCHEMA.items():
-        value = raw.get(key, default)
-        derived = key == "users_dir" and value is None
+    for key, spec in SCHEMA.items():
+        value = raw.get(key, spec.default)
+        derived = spec.derived is not None and value is None
         if derived:
-            value = f"{values['data_dir']}/shares"
-        problem = validate(value)
+            value = spec.derived.format(**values)
+        problem = spec.validate(value)
         if derived and problem:
             problem = None  # already reported under data_dir
         if problem:
@@ -212,4 +228,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 #: Keys whose new value only takes effect after a restart; SIGHUP keeps the
 #: running value and says so.
-RESTART_ONLY = ("data_dir", "socket", "socket_group")
+RESTART_ONLY = tuple(k for k, spec in SCHEMA.items() if spec.restart_only)

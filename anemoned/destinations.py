@@ -1,6 +1,6 @@
 """Destinations: the value type and the validation of every field.
 
-Every check returns a message naming the field. The rules are strict on
+Every check raises errors.InvalidField naming the field. The rules are strict on
 purpose: these values end up in rclone's backend options and in paths on a
 remote server, so anything that could be read as syntax is refused here,
 before it gets anywhere near a process.
@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .hostkeys import HostKey
-from .protocol import invalid_params
+from .errors import InvalidField
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-]\Z|^[A-Za-z0-9._-]\Z")
 # POSIX portable user names (what useradd accepts), up to 32 characters.
@@ -126,7 +126,7 @@ def _schedule(stored: Any) -> dict[str, Any]:
 
 def check_name(value: str) -> None:
     if not NAME_RE.match(value):
-        raise invalid_params("name", "must be 1-64 letters, digits, spaces, '.', '_' or '-', not starting or ending with a space")
+        raise InvalidField("name", "must be 1-64 letters, digits, spaces, '.', '_' or '-', not starting or ending with a space")
 
 
 def check_host(value: str) -> str:
@@ -139,35 +139,35 @@ def check_host(value: str) -> str:
     name = text[:-1] if text.endswith(".") else text
     labels = name.split(".")
     if not name or len(name) > 253 or not all(DNS_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
-        raise invalid_params("host", "must be a DNS name or an IPv4/IPv6 address")
+        raise InvalidField("host", "must be a DNS name or an IPv4/IPv6 address")
     return name.lower()
 
 
 def check_user(value: str) -> None:
     if not USER_RE.match(value):
-        raise invalid_params("user", "must be a POSIX user name: letters, digits, '.', '_', '-' (at most 32, not starting with '-' or '.')")
+        raise InvalidField("user", "must be a POSIX user name: letters, digits, '.', '_', '-' (at most 32, not starting with '-' or '.')")
 
 
 def check_remote_path(value: str) -> str:
     """The path normalised (no trailing or doubled slashes)."""
     if not value.startswith("/"):
-        raise invalid_params("remote_path", "must be an absolute path (starting with /)")
+        raise InvalidField("remote_path", "must be an absolute path (starting with /)")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise invalid_params("remote_path", "must not contain control characters")
+        raise InvalidField("remote_path", "must not contain control characters")
     if len(value) > 1024:
-        raise invalid_params("remote_path", "must be at most 1024 characters")
+        raise InvalidField("remote_path", "must be at most 1024 characters")
     parts = PurePosixPath(value).parts
     if ".." in parts or "." in value.split("/"):
-        raise invalid_params("remote_path", "must not contain '.' or '..' components")
+        raise InvalidField("remote_path", "must not contain '.' or '..' components")
     return str(PurePosixPath(value))
 
 
 def check_fingerprint(value: str) -> None:
     if not FINGERPRINT_RE.match(value):
-        raise invalid_params("host_key_fingerprint", "must look like SHA256: followed by 43 base64 characters (as ssh-keygen -lf prints)")
+        raise InvalidField("host_key_fingerprint", "must look like SHA256: followed by 43 base64 characters (as ssh-keygen -lf prints)")
 
 
 def check_password(value: str) -> None:
     if not value or len(value) > 1024 or "\n" in value or "\x00" in value:
-        raise invalid_params("password", "must be 1-1024 characters on one line")
+        raise InvalidField("password", "must be 1-1024 characters on one line")
 

@@ -13,7 +13,7 @@ from .config import Config
 from .destinations import Destination
 from .joblog import JobLog
 from .jobs import JobOutcome, JobState
-from .protocol import RpcError
+from .errors import AnemoneError
 from .store import Store
 
 Report = Callable[[dict[str, Any]], None]
@@ -62,7 +62,7 @@ async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOu
             return JobOutcome(JobState.FAILED, err.error)
         try:
             env = await access.dest_env(ctx.config, ctx.binary, dest, hashcheck=hashcheck, uploads=uploads)
-        except RpcError as err:
+        except AnemoneError as err:
             return JobOutcome(JobState.FAILED, err.message)
         return await operation(JobRun(ctx, dest, env, log))
     finally:

@@ -13,8 +13,9 @@ import enum
 import logging
 from typing import Any, Awaitable, Callable
 
+from . import crash
 from .logs import event
-from .protocol import ErrorCode, RpcError
+from .errors import AnemoneError, Conflict, NotFound
 from .store import Store
 from .timeutil import iso, utc_now
 
@@ -68,7 +69,8 @@ class JobQueue:
     def __init__(self, store: Store, max_concurrent: int, functions: dict[str, JobFunction],
                  on_change: Callable[[], None] = lambda: None, on_finished: Callable[[dict[str, Any]], None] = lambda j: None,
                  on_prune: Callable[[list[int]], None] = lambda ids: None,
-                 on_started: Callable[[dict[str, Any]], None] = lambda j: None) -> None:
+                 on_started: Callable[[dict[str, Any]], None] = lambda j: None,
+                 on_crash: Callable[[BaseException], None] = lambda exc: None) -> None:
         self.store = store
         self.max_concurrent = max_concurrent
         self.functions = functions
@@ -76,6 +78,9 @@ class JobQueue:
         self.on_finished = on_finished
         self.on_prune = on_prune
         self.on_started = on_started
+        #: told when the queue's own bookkeeping fails (the daemon stops: a
+        #: queue that cannot record states must not look healthy)
+        self.on_crash = on_crash
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.progress: dict[int, dict[str, Any]] = {}
         # Replaced on every change; waiters hold the old one, which is set.
@@ -118,7 +123,7 @@ class JobQueue:
     def get(self, job_id: int) -> dict[str, Any]:
         row = self.store.job_row(job_id)
         if row is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"no job with id {job_id}", {"field": "id"})
+            raise NotFound(f"no job with id {job_id}", field="id")
         return row
 
     def active_for(self, destination: str, kind: str | None = None) -> dict[str, Any] | None:
@@ -169,7 +174,7 @@ class JobQueue:
         active = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
         for row in active:
             if row["state"] == JobState.RUNNING.value:
-                raise RpcError(ErrorCode.CONFLICT, f"job {row['id']} is running for {destination!r}; "
+                raise Conflict(f"job {row['id']} is running for {destination!r}; "
                                f"cancel it first (anemonectl job cancel {row['id']})")
         for row in active:
             self._transition(row, JobState.CANCELLED, error="its destination was removed")
@@ -202,9 +207,22 @@ class JobQueue:
             if len(self.tasks) >= self.max_concurrent:
                 return
             if row["id"] not in self.tasks:
-                self.tasks[row["id"]] = asyncio.get_running_loop().create_task(self._run(row))
+                task = asyncio.get_running_loop().create_task(self._run(row))
+                task.add_done_callback(self._task_done)
+                self.tasks[row["id"]] = task
 
     # -- running -----------------------------------------------------------------
+
+    def _task_done(self, task: "asyncio.Task[None]") -> None:
+        """_run handles the job's own errors; anything that still escapes is
+        the queue's bookkeeping failing, never to be ignored."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        error_id, where = crash.describe(exc)
+        event(logging.CRITICAL, "job queue failed", error=type(exc).__name__, where=where, error_id=error_id)
+        self.on_crash(exc)
 
     def _changed(self) -> None:
         self.on_change()
@@ -252,14 +270,23 @@ class JobQueue:
                 outcome = JobOutcome(JobState.CANCELLED, "cancelled by the operator")
             else:
                 outcome = JobOutcome(JobState.INTERRUPTED, "the daemon stopped while the job ran")
-        except RpcError as err:  # an operator-facing failure (a password that cannot be decrypted, ...)
+        except AnemoneError as err:  # an operator-facing failure (a password that cannot be decrypted, ...)
             outcome = JobOutcome(JobState.FAILED, err.message)
         except Exception as exc:  # a bug fails one job, never the daemon
-            event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__)
-            outcome = JobOutcome(JobState.FAILED, f"internal error ({type(exc).__name__}); see the daemon log")
+            error_id, where = crash.describe(exc)
+            event(logging.ERROR, "job crashed", job=job_id, error=type(exc).__name__, where=where, error_id=error_id)
+            outcome = JobOutcome(JobState.FAILED,
+                                 f"internal error ({type(exc).__name__}, error id {error_id}); see the daemon log")
         finally:
             self.tasks.pop(job_id, None)
             self.progress.pop(job_id, None)
             self.cancel_requested.discard(job_id)
-        self._transition(self.get(job_id), outcome.state, outcome.error, outcome.stats)
-        self.pump()
+        try:
+            self._transition(self.get(job_id), outcome.state, outcome.error, outcome.stats)
+        except Exception as exc:  # the state cannot be written: carrying on would leave the job running forever
+            error_id, where = crash.describe(exc)
+            event(logging.CRITICAL, "job outcome could not be recorded", job=job_id, error=type(exc).__name__,
+                  where=where, error_id=error_id)
+            self.on_crash(exc)
+        finally:
+            self.pump()

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
-from .protocol import invalid_params
+from .errors import InvalidField
 
 POLICIES = ("failure", "recovery", "always")
 #: message event -> the policies that receive it
@@ -47,9 +47,9 @@ USERS_LISTED = 10
 
 def _check_text(url: Any, field: str) -> str:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LEN:
-        raise invalid_params(field, f"must be a URL of 1-{MAX_URL_LEN} characters")
+        raise InvalidField(field, f"must be a URL of 1-{MAX_URL_LEN} characters")
     if any(c.isspace() or not c.isprintable() for c in url):
-        raise invalid_params(field, "must not contain spaces or control characters")
+        raise InvalidField(field, "must not contain spaces or control characters")
     return url
 
 
@@ -66,7 +66,7 @@ def check_target(url: Any) -> str:
     _check_text(url, "url")
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
-        raise invalid_params("url", "is not a notification URL Apprise understands (for example "
+        raise InvalidField("url", "is not a notification URL Apprise understands (for example "
                              "ntfys://ntfy.sh/TOPIC, mailtos://user:pass@example.org, json://host/path)")
     return _scheme_and_host(plugin.url(privacy=True))
 
@@ -76,7 +76,7 @@ def check_ping_url(url: Any) -> str:
     _check_text(url, "url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise invalid_params("url", "must be an http:// or https:// URL such as https://hc-ping.com/UUID")
+        raise InvalidField("url", "must be an http:// or https:// URL such as https://hc-ping.com/UUID")
     return _scheme_and_host(url)
 
 

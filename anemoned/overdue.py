@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .protocol import invalid_params
+from .errors import InvalidField
 from .scheduler import ScheduleError, min_interval, next_occurrence
 from .timeutil import instant
 
@@ -69,10 +69,10 @@ def parse_max_age(text: Any) -> int:
         return 0
     m = _DURATION_RE.match(text.strip().lower()) if isinstance(text, str) else None
     if not m:
-        raise invalid_params("max_age", "must be a duration such as 36h or 2d, or off")
+        raise InvalidField("max_age", "must be a duration such as 36h or 2d, or off")
     seconds = int(m[1]) * _UNITS[m[2]]
     if seconds < min_interval().total_seconds():
-        raise invalid_params("max_age", f"must be at least {format_duration(min_interval())}")
+        raise InvalidField("max_age", f"must be at least {format_duration(min_interval())}")
     return seconds
 
 

@@ -15,7 +15,7 @@ import logging
 from . import access, hostkeys
 from .config import Config
 from .logs import event
-from .protocol import ErrorCode, RpcError
+from .errors import Conflict, InvalidField, OperationFailed
 from .store import Store
 
 
@@ -25,20 +25,20 @@ async def fetch_host_key(host: str, port: int, fingerprint: str | None, trust: b
     try:
         scanned = await hostkeys.scan(host, port)
     except hostkeys.ScanError as err:
-        raise RpcError(ErrorCode.OPERATION_FAILED, f"cannot fetch the host key of {host}:{port}: {err}; nothing was saved",
-                       {"class": err.reason}) from None
+        raise OperationFailed(f"cannot fetch the host key of {host}:{port}: {err}; nothing was saved",
+                              details={"class": err.reason}) from None
     key = scanned.key
     if fingerprint is not None:
         if key.fingerprint != fingerprint:
-            raise RpcError(ErrorCode.OPERATION_FAILED,
-                           f"host key mismatch: {host}:{port} shows {key.fingerprint}, not {fingerprint}; nothing was saved",
-                           {"class": "host key mismatch", "fingerprint": key.fingerprint})
+            raise OperationFailed(
+                f"host key mismatch: {host}:{port} shows {key.fingerprint}, not {fingerprint}; nothing was saved",
+                details={"class": "host key mismatch", "fingerprint": key.fingerprint})
     elif not trust:
-        raise RpcError(ErrorCode.INVALID_PARAMS,
-                       f"host_key_fingerprint: {host}:{port} shows the {key.key_type} host key {key.fingerprint}. "
-                       "Check it on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
-                       f"--host-key-fingerprint {key.fingerprint}, or --trust-host-key to accept it as it is",
-                       {"field": "host_key_fingerprint", "fingerprint": key.fingerprint})
+        raise InvalidField("host_key_fingerprint",
+                           f"{host}:{port} shows the {key.key_type} host key {key.fingerprint}. "
+                           "Check it on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then pass "
+                           f"--host-key-fingerprint {key.fingerprint}, or --trust-host-key to accept it as it is",
+                           {"fingerprint": key.fingerprint})
     return scanned
 
 
@@ -52,13 +52,12 @@ def refuse_blind_repin(store: Store, name: str, host: str, port: int, key: hostk
     others = hostkeys.other_pins(store.destination_rows(), name, host, port, key)
     if others:
         other, pinned = sorted(others.items())[0]
-        raise RpcError(ErrorCode.CONFLICT,
-                       f"trust_host_key: {host}:{port} is pinned by destination {other!r} to {pinned.fingerprint}, "
+        raise Conflict(f"trust_host_key: {host}:{port} is pinned by destination {other!r} to {pinned.fingerprint}, "
                        f"but now shows {key.fingerprint}; --trust-host-key does not replace another destination's "
                        f"pin. If the server's key really changed, check it on the server and pass "
                        f"--host-key-fingerprint {key.fingerprint}, or run: anemonectl dest trust {other!r}; "
                        "nothing was saved",
-                       {"field": "trust_host_key", "fingerprint": key.fingerprint, "pinned_by": other})
+                       field="trust_host_key", details={"fingerprint": key.fingerprint, "pinned_by": other})
 
 
 async def pin(store: Store, config: Config, name: str, host: str, port: int, scanned: hostkeys.Scanned) -> None:

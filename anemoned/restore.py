@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from . import rclone
 from .identity import NotAUser, UserIdentity, account_identity, tree_identity
-from .protocol import ErrorCode, RpcError, invalid_params
+from .errors import Conflict, InvalidField, NotFound, OperationFailed
 from .users import safe_user_name
 from .versions import parse_version_folder
 
@@ -32,22 +32,22 @@ VERSIONS_TIMEOUT_S = 90.0
 def check_subpath(value: str) -> list[str]:
     """A path inside a user's tree as its parts; raises naming `path`."""
     if any(ord(c) < 32 for c in value) or "\x7f" in value:
-        raise invalid_params("path", "must not contain control characters")
+        raise InvalidField("path", "must not contain control characters")
     parts = [p for p in PurePosixPath(value).parts if p not in ("/",)]
     if any(p in ("..", ".") for p in parts):
-        raise invalid_params("path", "must stay inside the user's tree (no '.' or '..')")
+        raise InvalidField("path", "must stay inside the user's tree (no '.' or '..')")
     return parts
 
 
 def check_user(value: str) -> str:
     if not safe_user_name(value):
-        raise invalid_params("user", "must be a user name as in users_dir")
+        raise InvalidField("user", "must be a user name as in users_dir")
     return value
 
 
 def check_version(value: str) -> str:
     if parse_version_folder(value) is None:
-        raise invalid_params("version", "must be a versions folder name as `dest versions` lists (2026-11-27T083015Z)")
+        raise InvalidField("version", "must be a versions folder name as `dest versions` lists (2026-11-27T083015Z)")
     return value
 
 
@@ -60,8 +60,8 @@ class RestoreTarget:
     exists: bool
 
 
-def _conflict(message: str) -> RpcError:
-    return RpcError(ErrorCode.CONFLICT, f"to: {message}", {"field": "to"})
+def _conflict(message: str) -> Conflict:
+    return Conflict(f"to: {message}", field="to")
 
 
 def check_target(value: str, overwrite: bool, owner: UserIdentity | None, user_dir: Path, restore_root: Path,
@@ -81,12 +81,12 @@ def check_target(value: str, overwrite: bool, owner: UserIdentity | None, user_d
       daemon's own files (certs/...).
     Empty or absent unless overwrite."""
     if not value.startswith("/") or any(ord(c) < 32 for c in value):
-        raise invalid_params("to", "must be an absolute directory path")
+        raise InvalidField("to", "must be an absolute directory path")
     daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
     target = Path(os.path.normpath(value))
     in_user_dir = target.is_relative_to(user_dir) and target != user_dir
     if not in_user_dir and not (target.is_relative_to(restore_root) and target != restore_root):
-        raise invalid_params("to", f"must be inside the user's own directory ({user_dir}) or inside {restore_root} "
+        raise InvalidField("to", f"must be inside the user's own directory ({user_dir}) or inside {restore_root} "
                              "(the daemon then creates it, mode 0700)")
     place = target
     while True:
@@ -96,11 +96,11 @@ def check_target(value: str, overwrite: bool, owner: UserIdentity | None, user_d
         except FileNotFoundError:
             place = place.parent
         except OSError as err:
-            raise invalid_params("to", f"{place} cannot be examined: {err.strerror}") from None
+            raise InvalidField("to", f"{place} cannot be examined: {err.strerror}") from None
     if stat.S_ISLNK(st.st_mode):
-        raise invalid_params("to", f"{place} is a symbolic link; name the real directory")
+        raise InvalidField("to", f"{place} is a symbolic link; name the real directory")
     if not stat.S_ISDIR(st.st_mode):
-        raise invalid_params("to", f"{place} exists and is not a directory")
+        raise InvalidField("to", f"{place} exists and is not a directory")
     exists = place == target
     try:
         identity: UserIdentity | None = account_identity(st.st_uid, daemon_uid)
@@ -121,10 +121,10 @@ def check_target(value: str, overwrite: bool, owner: UserIdentity | None, user_d
             raise _conflict(f"{target} exists and was not made by the daemon; name a new directory (the daemon "
                             "creates it, mode 0700, so that nobody else can plant anything in it)")
         if not exists and place != target.parent:
-            raise invalid_params("to", f"{target.parent} does not exist; the daemon creates only the last directory")
+            raise InvalidField("to", f"{target.parent} does not exist; the daemon creates only the last directory")
     if exists and not overwrite and any(target.iterdir()):
-        raise RpcError(ErrorCode.CONFLICT, f"to: {target} is not empty; choose an empty directory, or pass "
-                       "--overwrite to write into it (files there with the same names are replaced)", {"field": "to"})
+        raise _conflict(f"{target} is not empty; choose an empty directory, or pass "
+                        "--overwrite to write into it (files there with the same names are replaced)")
     return RestoreTarget(target, identity, exists)
 
 
@@ -164,8 +164,8 @@ async def _listing(binary: str, args: list[str], env: dict[str, str], timeout_s:
         return await rclone.run(binary, [*args, *rclone.global_args("NOTICE"), *rclone.quick_args()], env,
                                 capture_stdout=True, timeout_s=timeout_s, on_record=on_record)
     except asyncio.TimeoutError:
-        raise RpcError(ErrorCode.OPERATION_FAILED, f"{rclone.TIMEOUT}: {what} did not finish within {timeout_s:.0f} s",
-                       {"class": rclone.TIMEOUT}) from None
+        raise OperationFailed(f"{rclone.TIMEOUT}: {what} did not finish within {timeout_s:.0f} s",
+                              details={"class": rclone.TIMEOUT}) from None
 
 
 async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: str, user: str, parts: list[str],
@@ -177,9 +177,8 @@ async def list_restorable(binary: str, dest_env: dict[str, str], remote_path: st
         messages = rclone.messages_of(result)
         cls = rclone.classify(messages)
         if cls == rclone.PATH_MISSING or result.returncode == 3:
-            raise RpcError(ErrorCode.NOT_FOUND, f"nothing to restore at {source.split(':', 1)[1]}", {"field": "path"})
-        raise RpcError(ErrorCode.OPERATION_FAILED, rclone.failure_message(cls or "error", messages, "rclone failed"),
-                       {"class": cls})
+            raise NotFound(f"nothing to restore at {source.split(':', 1)[1]}", field="path")
+        raise OperationFailed(rclone.failure_message(cls or "error", messages, "rclone failed"), details={"class": cls})
     entries = json.loads(result.stdout or b"[]")
     files = [{"path": e["Path"], "size": e["Size"], "modified": e["ModTime"], "is_dir": e["IsDir"]}
              for e in entries[:LIST_LIMIT]]
@@ -196,7 +195,7 @@ async def list_versions(binary: str, dest_env: dict[str, str], remote_path: str,
         cls = rclone.classify(messages)
         if result.returncode == 3 or cls == rclone.PATH_MISSING:
             return []
-        raise RpcError(ErrorCode.OPERATION_FAILED,
-                       f"cannot list versions: {rclone.failure_message(cls, messages, 'rclone failed')}", {"class": cls})
+        raise OperationFailed(f"cannot list versions: {rclone.failure_message(cls, messages, 'rclone failed')}",
+                              details={"class": cls})
     names = [n.rstrip("/") for n in result.stdout.decode(errors="replace").split()]
     return sorted(n for n in names if parse_version_folder(n) is not None)

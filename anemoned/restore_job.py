@@ -18,7 +18,7 @@ from . import rclone
 from .attach import Grant
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
-from .protocol import RpcError
+from .errors import AnemoneError
 from .rclone_stats import StatsCollector
 from .restore import check_subpath, check_target, remote_source, restorer_identity
 
@@ -42,7 +42,7 @@ async def _restore(run: JobRun) -> JobOutcome:
     try:
         target = await asyncio.to_thread(check_target, options["to"], bool(options.get("overwrite")), owner,
                                          ctx.config.users_dir / options["user"], ctx.config.restore_dir)
-    except RpcError as err:
+    except AnemoneError as err:
         return JobOutcome(JobState.FAILED, err.message)
     source = remote_source(run.dest.remote_path, options["user"], check_subpath(options.get("path") or ""),
                            options.get("version"))

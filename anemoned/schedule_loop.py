@@ -2,7 +2,7 @@
 due, keeps each destination's bookkeeping, and sleeps until the next one.
 
 All the time maths is in scheduler.py (pure); this module only reads the
-clock, the store and the job queue.
+clock (ScheduleLoop.clock), the store and the job queue.
 
 A destination whose stored schedule cannot be computed (a date that never
 comes, a value that is not a schedule, whatever the cause) has that
@@ -37,8 +37,10 @@ T = TypeVar("T")
 
 class ScheduleLoop:
     def __init__(self, store: Store, jobs: JobQueue, timezone: Callable[[], str | None],
-                 on_tick: Callable[[], None]) -> None:
+                 on_tick: Callable[[], None], clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
+        #: the wall clock (tests inject their own)
+        self.clock = clock
         self.jobs = jobs
         self.timezone = timezone
         self.on_tick = on_tick
@@ -99,7 +101,7 @@ class ScheduleLoop:
     def next_run(self, row: dict[str, Any], kind: str = "sync") -> str | None:
         """When the destination next runs `kind` (ISO), or None; a moment
         already due shows as now."""
-        now = utc_now()
+        now = self.clock()
         due = self._due(row, kind, now)
         return iso(max(due, now)) if due else None
 
@@ -113,7 +115,7 @@ class ScheduleLoop:
         planned: datetime | None = None  # when the loop meant to wake up
         while True:
             self.wake.clear()
-            now = utc_now()
+            now = self.clock()
             if planned is None or (now - planned).total_seconds() > LATE_WAKE_S:
                 self._skip_missed(now)  # start-up, or the machine slept
             wake_at: datetime | None = None
@@ -167,7 +169,7 @@ class ScheduleLoop:
             if row is not None:
                 schedule_col, state_col = SCHEDULED_KINDS[job["kind"]]
                 state = self._guarded(row, job["kind"], lambda: after_scheduled_finish(
-                    row[schedule_col], row[state_col], job["state"] == "succeeded", utc_now(), self.zone()))
+                    row[schedule_col], row[state_col], job["state"] == "succeeded", self.clock(), self.zone()))
                 if state is not None:
                     self.store.update_destination(row["name"], {state_col: state})
                     if state.get("retry_at"):

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 
-from .protocol import invalid_params
+from .errors import InvalidField
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: A schedule must have a next moment within this long, or it is refused:
@@ -56,20 +56,25 @@ def min_interval() -> timedelta:
 
 # -- parsing -----------------------------------------------------------------------
 
-def parse_duration(text: str) -> timedelta:
+def _duration(text: Any) -> timedelta | None:
     m = _DURATION_RE.match(text.strip().lower()) if isinstance(text, str) else None
-    if not m:
-        raise invalid_params("schedule.every", "must be a duration such as 30m, 2h or 1d")
-    value = timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+    return timedelta(seconds=int(m[1]) * _UNITS[m[2]]) if m else None
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration a person gave, held to today's minimum."""
+    value = _duration(text)
+    if value is None:
+        raise InvalidField("schedule.every", "must be a duration such as 30m, 2h or 1d")
     if value < min_interval():
-        raise invalid_params("schedule.every", f"must be at least {int(min_interval().total_seconds() // 60)} minutes")
+        raise InvalidField("schedule.every", f"must be at least {int(min_interval().total_seconds() // 60)} minutes")
     return value
 
 
 def _parse_time(value: Any) -> str:
     m = _TIME_RE.match(value) if isinstance(value, str) else None
     if not m:
-        raise invalid_params("schedule.time", "must be HH:MM (24-hour clock)")
+        raise InvalidField("schedule.time", "must be HH:MM (24-hour clock)")
     return f"{int(m[1]):02d}:{m[2]}"
 
 
@@ -78,7 +83,7 @@ def _parse_weekday(value: Any) -> str:
     for i, name in enumerate(WEEKDAYS):
         if text in (name, calendar.day_name[i].lower(), str(i + 1)):
             return name
-    raise invalid_params("schedule.day", "must be a weekday: mon, tue, wed, thu, fri, sat or sun")
+    raise InvalidField("schedule.day", "must be a weekday: mon, tue, wed, thu, fri, sat or sun")
 
 
 def _parse_month_day(value: Any) -> int:
@@ -87,7 +92,7 @@ def _parse_month_day(value: Any) -> int:
     except (TypeError, ValueError):
         day = 0
     if not 1 <= day <= 31 or isinstance(value, bool):
-        raise invalid_params("schedule.day", "must be a day of the month from 1 to 31")
+        raise InvalidField("schedule.day", "must be a day of the month from 1 to 31")
     return day
 
 
@@ -96,11 +101,11 @@ def parse_schedule(raw: dict[str, Any], catch_up: bool | None = None) -> dict[st
     kind = raw.get("kind")
     extra = set(raw) - {"kind", "every", "time", "day", "expr", "catch_up"}
     if extra:
-        raise invalid_params(f"schedule.{sorted(extra)[0]}", "unknown field")
+        raise InvalidField(f"schedule.{sorted(extra)[0]}", "unknown field")
     if catch_up is None:
         catch_up = raw.get("catch_up", True)
     if not isinstance(catch_up, bool):
-        raise invalid_params("schedule.catch_up", "must be true or false")
+        raise InvalidField("schedule.catch_up", "must be true or false")
     if kind == "off":
         return {"kind": "off"}
     if kind == "interval":
@@ -116,10 +121,10 @@ def parse_schedule(raw: dict[str, Any], catch_up: bool | None = None) -> dict[st
     elif kind == "cron":
         expr = raw.get("expr")
         if not isinstance(expr, str) or len(expr.split()) != 5 or not croniter.is_valid(expr):
-            raise invalid_params("schedule.expr", "must be a 5-field cron expression such as '30 2 * * 1-5'")
+            raise InvalidField("schedule.expr", "must be a 5-field cron expression such as '30 2 * * 1-5'")
         out = {"kind": "cron", "expr": " ".join(expr.split())}
     else:
-        raise invalid_params("schedule.kind", "must be off, interval, daily, weekly, monthly or cron")
+        raise InvalidField("schedule.kind", "must be off, interval, daily, weekly, monthly or cron")
     out["catch_up"] = catch_up
     return out
 
@@ -131,7 +136,7 @@ def check_horizon(schedule: dict[str, Any], now: datetime, tz: ZoneInfo) -> None
         next_occurrence(schedule, now, tz)
     except ScheduleError as err:
         field = "schedule.expr" if schedule.get("kind") == "cron" else "schedule"
-        raise invalid_params(field, f"{err}; check the date (31 February never comes)") from None
+        raise InvalidField(field, f"{err}; check the date (31 February never comes)") from None
 
 
 # -- time zones --------------------------------------------------------------------
@@ -197,7 +202,12 @@ def next_occurrence(schedule: dict[str, Any], after: datetime, tz: ZoneInfo) -> 
     if kind == "off":
         return None
     if kind == "interval":
-        return after + parse_duration(schedule["every"])
+        # A stored interval was checked when it was set; it is not held to
+        # today's minimum again (that is a request's rule, not the clock's).
+        every = _duration(schedule["every"])
+        if every is None or every <= timedelta(0):
+            raise ScheduleError(f"interval {schedule['every']!r} is not a duration")
+        return after + every
     local_after = after.astimezone(tz).replace(tzinfo=None)
     if kind == "cron":
         try:

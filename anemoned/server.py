@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import protocol
+from . import crash, protocol
 from .logs import event
 from .protocol import ErrorCode, Request, RpcError
 
@@ -162,7 +162,9 @@ class RpcServer:
         except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
             pass
         except Exception as exc:  # a bug must cost one connection, not the daemon
-            event(logging.ERROR, "connection handler crashed", error=repr(exc))
+            error_id, where = crash.describe(exc)
+            event(logging.ERROR, "connection handler crashed", error=type(exc).__name__, where=where,
+                  error_id=error_id)
         finally:
             self.connections.discard(task)
             await _close(writer)
@@ -208,9 +210,13 @@ class RpcServer:
             reply = protocol.encode_result(request.id, result)
         except RpcError as err:
             reply = protocol.encode_error(request.id, err)
-        except Exception as exc:
-            event(logging.ERROR, "method failed", method=request.method, error=type(exc).__name__)
-            reply = protocol.encode_error(request.id, RpcError(ErrorCode.INTERNAL_ERROR, f"internal error in {request.method}; see the daemon log"))
+        except Exception as exc:  # a bug: told with where it happened, never with values
+            error_id, where = crash.describe(exc)
+            event(logging.ERROR, "method failed", method=request.method, error=type(exc).__name__, where=where,
+                  error_id=error_id)
+            reply = protocol.encode_error(request.id, RpcError(
+                ErrorCode.INTERNAL_ERROR, f"internal error in {request.method} (error id {error_id}); see the daemon log",
+                {"error_id": error_id}))
         if not request.is_notification:
             await self._send(writer, reply)
 

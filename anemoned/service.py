@@ -13,19 +13,20 @@ import os
 import signal
 import socket
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, handlers, monitor_handlers, protocol, remote_jobs, spawner, userproc  # noqa: F401 (registers its methods)
+from . import __version__, access, caps, crash, remote_jobs, spawner, userproc
+from .api import data, dest, job, notify, status  # noqa: F401 (each registers its methods)
+from .api import dispatch as api_dispatch, views
+from .api.context import Context, Runtime
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
-from .destinations import Destination
 from .jobs import JobOutcome, JobQueue
 from .logs import event, set_level, setup_logging
 from .monitoring import Monitor
-from .protocol import ErrorCode, Request, RpcError
+from .protocol import Request
 from .rclone_version import RcloneUnusable, check_rclone
 from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
@@ -38,17 +39,18 @@ from .systemd_notify import Notifier
 
 
 class Daemon:
-    """Everything the RPC handlers act on."""
+    """The daemon's parts, wired together, and their lifecycle."""
 
     def __init__(self, config_path: str, config: Config, rclone_binary: str, rclone_version: str,
                  sftp_server: str) -> None:
         self.config_path = config_path
-        self.config = config
-        self.rclone_binary = rclone_binary
-        self.rclone_version = rclone_version
-        self.started = time.monotonic()
+        self.runtime = Runtime(config, rclone_binary, rclone_version)
         self.notifier = Notifier()
         self.stopping = asyncio.Event()
+        #: why the daemon stops on its own (a crashed background task); None: asked to stop
+        self.failure: str | None = None
+        self.ready = False
+        self._reloading: asyncio.Task[None] | None = None
         prepare_data_dir(config)
         self.store = Store(config.state_db)
         access.write_known_hosts(config, self.store.destination_rows())
@@ -64,53 +66,20 @@ class Daemon:
                                tz=lambda: self.schedules.zone())
         self.jobs = JobQueue(self.store, config.max_concurrent_syncs, job_functions, on_change=self.refresh_status,
                              on_finished=self._job_finished, on_prune=self._remove_job_logs,
-                             on_started=self.monitor.job_started)
+                             on_started=self.monitor.job_started, on_crash=self._crashed)
         self.schedules = ScheduleLoop(self.store, self.jobs, lambda: self.config.timezone, self.refresh_status)
+        self.api = Context(self.runtime, self.store, self.jobs, self.schedules, self.monitor,
+                           self.destinations_changed)
         self.interrupted = self.jobs.recover()
         if self.interrupted:
             event(logging.WARNING, "jobs interrupted by the last stop", jobs=",".join(map(str, self.interrupted)))
 
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
     async def dispatch(self, request: Request, peer: Peer) -> Any:
-        if request.method in protocol.ADMIN_METHODS and peer.uid not in (0, os.getuid()):
-            raise RpcError(ErrorCode.PERMISSION_DENIED,
-                           f"permission denied: {request.method} is for root or the daemon's user; members of "
-                           "socket_group run and watch backups")
-        return await handlers.dispatch(self, request)
-
-    def status(self) -> dict[str, Any]:
-        """The `status` RPC result (CONTRACT: status --json)."""
-        running, queued = self.jobs.counts()
-        upcoming = self.upcoming()
-        return {
-            "version": __version__,
-            "rclone_version": self.rclone_version,
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "jobs_running": running,
-            "jobs_queued": queued,
-            "destinations": len(self.store.destination_rows()),
-            "next_run": upcoming[1] if upcoming else None,
-            "next_run_destination": upcoming[0] if upcoming else None,
-            "warnings": self.warnings(),
-            "overdue": self.overdue(),
-        }
-
-    def overdue(self) -> list[str]:
-        """Names of the destinations that are overdue now."""
-        return [r["name"] for r in self.store.destination_rows()
-                if self.monitor.overdue_of(Destination.from_row(r)) is not None]
-
-    def warnings(self) -> list[str]:
-        """Every destination's current warnings, named."""
-        views = [handlers.destination_view(self, Destination.from_row(r)) for r in self.store.destination_rows()]
-        return [f"{v['name']}: {w}" for v in views for w in v["warnings"]]
-
-    # -- schedules -------------------------------------------------------------
-
-    def next_run_of(self, dest: Destination, kind: str = "sync") -> str | None:
-        return self.schedules.next_run(dest.to_row(), kind)
-
-    def upcoming(self) -> tuple[str, str] | None:
-        return self.schedules.upcoming()
+        return await api_dispatch.dispatch(self.api, request, peer.uid, os.getuid())
 
     def destinations_changed(self) -> None:
         self.schedules.wake.set()
@@ -118,26 +87,15 @@ class Daemon:
         self.monitor.write_metrics()
         self.refresh_status()
 
-    async def before_destination_removed(self, name: str) -> None:
-        self.jobs.remove_destination(name)
-
     def status_line(self) -> str:
-        """One line for systemd's STATUS=."""
-        n = len(self.store.destination_rows())
-        running, queued = self.jobs.counts()
-        activity = f"{running} running, {queued} queued" if running or queued else "idle"
-        upcoming = self.upcoming()
-        nxt = f"; next: {upcoming[0]} at {upcoming[1]}" if upcoming else ""
-        late = self.overdue()
-        overdue = f"; overdue: {', '.join(late)}" if late else ""
-        return f"{n} destination{'s' if n != 1 else ''}; {activity}{nxt}{overdue}"
+        return views.status_line(self.api)
 
     # -- jobs ------------------------------------------------------------------
 
     def _job(self, fn: Callable[[JobContext], Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
         """A job function bound to the daemon's current config and rclone."""
         async def run(job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
-            return await fn(JobContext(self.config, self.store, self.rclone_binary, self.attach, job, report,
+            return await fn(JobContext(self.config, self.store, self.runtime.rclone_binary, self.attach, job, report,
                                        self.job_log_path(job["id"])))
         return run
 
@@ -172,33 +130,45 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self.server.start()
         self.attach.start()
         self.jobs.pump()  # queued work from before a restart
         self._catch_up_interrupted()
-        event(logging.INFO, "anemoned ready", version=__version__, rclone=self.rclone_version,
+        event(logging.INFO, "anemoned ready", version=__version__, rclone=self.runtime.rclone_version,
               socket=str(self.config.socket), data_dir=str(self.config.data_dir))
         # READY only now: the socket accepts connections.
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
-        watchdog = asyncio.create_task(self._watchdog())
-        scheduler = asyncio.create_task(self.schedules.run())
+        self.ready = True
         self.monitor.write_metrics()
-        monitor = asyncio.create_task(self.monitor.run())
+        loops = [asyncio.create_task(self._supervised(name, coro)) for name, coro in (
+            ("watchdog", self._watchdog()), ("scheduler", self.schedules.run()), ("monitor", self.monitor.run()))]
         try:
             await self.stopping.wait()
         finally:
             self.notifier.send("STOPPING=1", "STATUS=stopping", important=True)
             event(logging.INFO, "anemoned stopping")
-            watchdog.cancel()
-            scheduler.cancel()
-            monitor.cancel()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            if self._reloading is not None:
+                self._reloading.cancel()
             await self.jobs.shutdown()  # running jobs stopped and recorded
             await self.monitor.close()  # notifications already on their way
             await self.server.close()
             self.attach.close()
             self.store.close()
             event(logging.INFO, "anemoned stopped")
+
+    def _supervised(self, name: str, loop: Awaitable[None]) -> Awaitable[None]:
+        return crash.supervised(name, loop, self._crashed)
+
+    def _crashed(self, exc: BaseException, name: str = "job queue") -> None:
+        error_id, where = crash.describe(exc)
+        event(logging.CRITICAL, "background task crashed; stopping", task=name, error=type(exc).__name__, where=where,
+              error_id=error_id)
+        self.failure = f"{name} crashed (error id {error_id})"
+        self.stopping.set()
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval_s()
@@ -211,10 +181,15 @@ class Daemon:
             self.refresh_status()
             await asyncio.sleep(interval)
 
-    def reload(self) -> None:
-        """SIGHUP: read the config again; a bad file changes nothing."""
+    def _on_sighup(self) -> None:
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.ensure_future(self._supervised("reload", self.reload()))
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config again; a bad file changes nothing. Off
+        the event loop: checking a new rclone runs it (up to 30 s)."""
         try:
-            new = load_config(self.config_path)
+            new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as err:
             event(logging.ERROR, "config reload refused; keeping the running config", path=self.config_path,
                   problems="; ".join(err.problems))
@@ -223,17 +198,17 @@ class Daemon:
         if kept:
             event(logging.WARNING, "config keys need a restart to change; keeping running values", keys=",".join(kept))
             new = replace(new, **{k: getattr(self.config, k) for k in kept})
-        if new.rclone_binary() != self.rclone_binary:
+        if new.rclone_binary() != self.runtime.rclone_binary:
             try:
-                self.rclone_version = check_rclone(new.rclone_binary())
-                self.rclone_binary = new.rclone_binary()  # type: ignore[assignment]
+                self.runtime.rclone_version = await asyncio.to_thread(check_rclone, new.rclone_binary())
+                self.runtime.rclone_binary = new.rclone_binary()  # type: ignore[assignment]
             except RcloneUnusable as err:
                 event(logging.ERROR, "config reload refused; keeping the running config", problems=str(err))
                 return
-        self.config = new
+        self.runtime.config = new
         set_level(new.log_level)
         self.jobs.set_max_concurrent(new.max_concurrent_syncs)
-        asyncio.ensure_future(self.schedules.refresh_zone())  # the zone may have changed
+        await self.schedules.refresh_zone()  # the zone may have changed
         event(logging.INFO, "config reloaded", path=self.config_path)
         self.refresh_status()
 
@@ -294,13 +269,24 @@ def main(argv: list[str] | None = None, spawner_sock: socket.socket | None = Non
     except OSError as err:  # data_dir not writable, and the like
         event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
         return 1
+    except Exception as err:  # a corrupt state.db, and what nobody foresaw: one line, never a traceback
+        event(logging.ERROR, "cannot start", reason=f"{type(err).__name__}: {err}", where=crash.where(err))
+        return 1
     try:
         asyncio.run(daemon.run())
     except AlreadyRunning as err:
         event(logging.ERROR, "cannot start", reason=str(err))
         return 1
     except OSError as err:  # the socket's directory not ours, and the like
-        event(logging.ERROR, "cannot start", reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
+        event(logging.ERROR, "cannot start" if not daemon.ready else "stopped by an error",
+              reason=f"{err.strerror}: {err.filename}" if err.filename else str(err))
+        return 1
+    except Exception as err:
+        event(logging.ERROR, "cannot start" if not daemon.ready else "stopped by an error",
+              reason=type(err).__name__, where=crash.where(err))
+        return 1
+    if daemon.failure is not None:
+        event(logging.ERROR, "anemoned stopped by an error; exiting with status 1", reason=daemon.failure)
         return 1
     return 0
 

@@ -26,7 +26,7 @@ from .destinations import Destination
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
 from .logs import event
-from .protocol import RpcError
+from .errors import AnemoneError
 from .rclone_stats import new_user_stats
 from .restore import list_versions
 from .sync import Engine, SyncResult, SyncSettings
@@ -192,7 +192,7 @@ async def prune_versions(binary: str, env: dict[str, str], store: Any, dest: Des
         return
     try:
         folders = await list_versions(binary, env, dest.remote_path, on_record=log.write)
-    except RpcError:
+    except AnemoneError:
         event(logging.WARNING, "could not list old versions", dest=dest.name)
         return
     cutoff = now - timedelta(days=dest.keep_versions_days)

@@ -34,26 +34,28 @@ class Notifier:
                 event(logging.WARNING, "cannot reach systemd's notify socket", error=exc.strerror)
         self._last_status: str | None = None
 
-    def send(self, *assignments: str, important: bool = False) -> None:
+    def send(self, *assignments: str, important: bool = False) -> bool:
+        """True when the message left (or there is no systemd to tell)."""
         if self._notifier is None:
-            return
+            return True
         message = "\n".join(assignments)
         for _ in range(IMPORTANT_ATTEMPTS if important else 1):
             try:
                 self._notifier.socket.settimeout(IMPORTANT_TIMEOUT_S if important else 0)
                 self._notifier.notify(message)
-                return
+                return True
             except OSError as exc:
                 error = exc
         if important:
             event(logging.WARNING, "systemd notification not delivered", message=message.split("\n")[0],
                   error=type(error).__name__)
+        return False
 
     def status(self, line: str) -> None:
-        """STATUS=, sent only when it changed (systemctl status shows it)."""
-        if line != self._last_status:
+        """STATUS=, sent only when it changed (systemctl status shows it);
+        one that was dropped (systemd's queue full) is sent again next time."""
+        if line != self._last_status and self.send(f"STATUS={line}"):
             self._last_status = line
-            self.send(f"STATUS={line}")
 
     def watchdog_interval_s(self) -> float | None:
         """Half the watchdog timeout when systemd asked us (and only us) to

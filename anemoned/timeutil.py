@@ -1,4 +1,5 @@
-"""The one place that reads the wall clock, and the ISO-8601 form we show."""
+"""utc_now(), the wall clock the daemon reads (what must be testable takes it
+as a parameter, as ScheduleLoop.clock does), and the ISO-8601 form we show."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

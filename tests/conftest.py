@@ -1,16 +1,13 @@
 """Shared fixtures: the real daemon process and a real loopback sshd."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from testbed.daemon import QUICK_FAILURES, DaemonProcess  # noqa: E402
-from testbed.sshd import SshServer  # noqa: E402
+from testbed.daemon import QUICK_FAILURES, DaemonProcess
+from testbed.sshd import SshServer
 
 
 @pytest.fixture

@@ -100,3 +100,24 @@ def _wait_for_log(daemon: DaemonProcess, text: str, timeout_s: float = 10) -> No
             return
         time.sleep(0.05)
     raise AssertionError(f"{text!r} not in daemon log:\n{daemon.log_text()[-2000:]}")
+
+
+def test_a_corrupt_state_database_or_unusable_data_dir_is_one_line_and_exit_1(tmp_path):
+    """Start-up failures are told in one line, never as a traceback."""
+    d = DaemonProcess(tmp_path / "d")
+    d.write_config()
+    d.data_dir.mkdir(parents=True, exist_ok=True)
+    (d.data_dir / "state.db").write_bytes(b"this is not a database, just bytes " * 200)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    e = DaemonProcess(tmp_path / "e", data_dir=str(blocker / "data"))
+    e.write_config()
+    try:
+        for proc in (d, e):
+            res = subprocess.run([ANEMONED, "--config", str(proc.config_path)], capture_output=True, text=True,
+                                 timeout=30)
+            assert res.returncode == 1, res.stderr
+            assert "Traceback" not in res.stderr and res.stderr.count("cannot start") == 1, res.stderr
+    finally:
+        d.cleanup()
+        e.cleanup()

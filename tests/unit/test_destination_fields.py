@@ -1,14 +1,17 @@
 import pytest
 
 from anemoned.destinations import check_fingerprint, check_host, check_name, check_remote_path, check_user
-from anemoned.protocol import ErrorCode, RpcError
+from anemoned.protocol import ErrorCode
+from anemoned.api.dispatch import to_rpc_error
+from anemoned.errors import AnemoneError
 
 
 def field_of(fn, value):
-    with pytest.raises(RpcError) as info:
+    with pytest.raises(AnemoneError) as info:
         fn(value)
-    assert info.value.code == ErrorCode.INVALID_PARAMS
-    return info.value.data["field"]
+    err = to_rpc_error(info.value)  # as the client receives it
+    assert err.code == ErrorCode.INVALID_PARAMS
+    return err.data["field"]
 
 
 @pytest.mark.parametrize("name", ["Backup Server FR2", "a", "x.y_z-1", "A" * 64])

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from anemoned import rclone
 from anemoned.destinations import check_host, check_name, check_remote_path, check_user
-from anemoned.protocol import ErrorCode, RpcError
+from anemoned.protocol import ErrorCode
+from anemoned.api.dispatch import to_rpc_error
+from anemoned.errors import AnemoneError
 from anemoned.sync import include_rules
 from anemoned.users import safe_user_name
 
@@ -22,7 +24,8 @@ OPTION_KEYS = {"type", "host", "port", "user", "known_hosts_file", "shell_type",
 def accepted(check, value):
     try:
         result = check(value)
-    except RpcError as err:
+    except AnemoneError as domain_err:
+        err = to_rpc_error(domain_err)
         assert err.code == ErrorCode.INVALID_PARAMS and err.data["field"]
         return None
     return value if result is None else result

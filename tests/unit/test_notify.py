@@ -1,7 +1,8 @@
 import pytest
 
 from anemoned import notify
-from anemoned.protocol import RpcError
+from anemoned.api.dispatch import to_rpc_error
+from anemoned.errors import AnemoneError
 
 JOB = {"id": 42, "destination": "off site", "kind": "sync", "trigger": "schedule", "state": "failed",
        "finished_at": "2026-11-28T02:31:00+00:00", "error": "unreachable: connection refused",
@@ -24,9 +25,9 @@ def test_targets_are_shown_without_their_secrets(url, shown):
 
 @pytest.mark.parametrize("bad", ["", "nonsense://x", "json://host/a b", "json://x/\n", "x" * 3000, 7])
 def test_bad_targets_name_the_url_field(bad):
-    with pytest.raises(RpcError) as err:
+    with pytest.raises(AnemoneError) as err:
         notify.check_target(bad)
-    assert err.value.data == {"field": "url"}
+    assert to_rpc_error(err.value).data == {"field": "url"}
 
 
 def test_ping_urls_follow_healthchecks():
@@ -36,7 +37,7 @@ def test_ping_urls_follow_healthchecks():
     assert notify.ping_url(base + "/", "1") == base + "/1"
     assert notify.ping_url("https://kuma.example/ping/key?x=1", "0") == "https://kuma.example/ping/key/0?x=1"
     for bad in ("ftp://x/y", "https:///nohost", "mailto://x"):
-        with pytest.raises(RpcError):
+        with pytest.raises(AnemoneError):
             notify.check_ping_url(bad)
 
 

@@ -4,7 +4,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from anemoned.overdue import evaluate, format_duration, parse_max_age, schedule_period
-from anemoned.protocol import RpcError
+from anemoned.api.dispatch import to_rpc_error
+from anemoned.errors import AnemoneError
 
 UTC = timezone.utc
 PARIS = ZoneInfo("Europe/Paris")
@@ -73,9 +74,9 @@ def test_max_age_parses(text, seconds):
 
 @pytest.mark.parametrize("bad", ["", "1w", "2 days", "-1h", "1m", 5, None])
 def test_bad_max_age_names_the_field(bad):
-    with pytest.raises(RpcError) as err:
+    with pytest.raises(AnemoneError) as err:
         parse_max_age(bad)
-    assert err.value.data == {"field": "max_age"}
+    assert to_rpc_error(err.value).data == {"field": "max_age"}
 
 
 def test_durations_read_back_the_way_they_were_written():

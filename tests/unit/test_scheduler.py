@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anemoned.protocol import RpcError
+from anemoned.api.dispatch import to_rpc_error
+from anemoned.errors import AnemoneError
 from anemoned.scheduler import (ScheduleError, after_scheduled_finish, after_scheduled_start, check_horizon,
                                 next_occurrence, next_run, parse_schedule, resolve_wall_time, skip_missed)
 
@@ -129,9 +130,9 @@ def test_failed_runs_retry_with_growing_delays_then_wait_for_the_schedule():
     ({"kind": "hourly"}, "schedule.kind"),
 ])
 def test_bad_schedules_name_the_field(raw, field):
-    with pytest.raises(RpcError) as info:
+    with pytest.raises(AnemoneError) as info:
         parse_schedule(raw)
-    assert info.value.data == {"field": field}
+    assert to_rpc_error(info.value).data == {"field": field}
 
 
 ZONES = st.sampled_from([PARIS, NY, LORD_HOWE, Z_UTC])
@@ -167,9 +168,9 @@ def test_next_is_after_now_and_a_real_local_time(raw, after, tz):
 @pytest.mark.parametrize("expr", ["0 3 31 2 *", "0 0 30 2 *", "15 4 31 4,6,9,11 *"])
 def test_a_cron_date_that_never_comes_is_refused_naming_the_field(expr):
     s = parse_schedule({"kind": "cron", "expr": expr})  # syntactically fine
-    with pytest.raises(RpcError) as info:
+    with pytest.raises(AnemoneError) as info:
         check_horizon(s, datetime(2026, 11, 28, tzinfo=UTC), PARIS)
-    assert info.value.data == {"field": "schedule.expr"} and "never comes" in info.value.message
+    assert to_rpc_error(info.value).data == {"field": "schedule.expr"} and "never comes" in info.value.message
     with pytest.raises(ScheduleError):
         next_occurrence(s, datetime(2026, 11, 28, tzinfo=UTC), PARIS)
 

@@ -1,12 +1,5 @@
-"""The control protocol shared by anemoned and anemonectl: pure, stdlib only.
-
-Framing: JSON-RPC 2.0, one UTF-8 JSON document per line ("\\n"-terminated),
-over a Unix stream socket. A connection may carry any number of requests;
-responses come back in request order. Batches are not supported (the client
-never needs them and they make size limits harder to reason about).
-
-This module is the only part of the daemon package that anemonectl imports.
-"""
+"""Framing and errors of the control protocol: JSON-RPC 2.0, one JSON
+document per line. Stdlib only."""
 from __future__ import annotations
 
 import enum
@@ -46,48 +39,6 @@ class ErrorCode(enum.IntEnum):
     OPERATION_FAILED = -32010
     #: The daemon is at its connection limit or shutting down.
     UNAVAILABLE = -32011
-
-
-#: The closed set of methods, with what each does. handlers.py implements
-#: exactly these; the README documents them from this table.
-#: Methods that decide where data goes and as whom (which server, which
-#: key, which password): root and the daemon's user only. A member of
-#: socket_group could otherwise point a destination at a server of theirs
-#: and restore "alice's files" from it into alice's tree, or have the
-#: stored password sent to that server.
-ADMIN_METHODS = frozenset({"key.generate", "dest.add", "dest.edit", "dest.remove", "dest.trust",
-                           "dest.notify.add", "dest.notify.remove", "dest.ping_url.set"})
-
-METHODS: dict[str, str] = {
-    "status": "Daemon summary: versions, uptime, job counts, destinations, next run.",
-    "key.generate": "Create the Ed25519 SSH key pair (params: force).",
-    "key.show": "The public key line and its SHA256 fingerprint.",
-    "dest.add": "Add a destination (params: the destination fields).",
-    "dest.list": "All destinations.",
-    "dest.show": "One destination (params: name).",
-    "dest.edit": "Change fields of a destination (params: name, fields).",
-    "dest.remove": "Remove a destination (params: name).",
-    "dest.enable": "Enable a destination (params: name).",
-    "dest.disable": "Disable a destination (params: name).",
-    "dest.trust": "Re-pin the destination's host key (params: name, host_key_fingerprint?).",
-    "dest.test": "Connection test (params: name, create_path?).",
-    "dest.schedule": "Set the destination's sync schedule (params: name, schedule).",
-    "sync": "Queue a sync job (params: destination, dry_run?).",
-    "job.list": "Jobs, newest first (params: destination?, limit?).",
-    "job.show": "One job (params: id).",
-    "job.wait": "Wait until the job ends or timeout_s passes; returns the job with progress (params: id, timeout_s?).",
-    "job.cancel": "Cancel a queued or running job (params: id).",
-    "restore": "Queue a restore job (params: destination, user, to, path?, version?, overwrite?).",
-    "restore.list": "What can be restored (params: destination, user, path?, version?).",
-    "dest.versions": "The versions folders kept on the destination (params: name).",
-    "verify": "Queue a verify job (params: destination, user?).",
-    "dest.usage": "Queue a usage job (params: name); its stats hold the usage.",
-    "dest.notify.add": "Add a notification target: an Apprise URL and a policy (params: name, url, policy?).",
-    "dest.notify.list": "The destination's notification targets, URLs redacted (params: name).",
-    "dest.notify.remove": "Remove a notification target (params: name, id).",
-    "dest.notify.test": "Send a test message to every notification target (params: name).",
-    "dest.ping_url.set": "Set or clear the dead man's switch ping URL (params: name, url?).",
-}
 
 
 class RpcError(Exception):
@@ -185,3 +136,4 @@ def parse_response(line: bytes) -> Any:
         err = msg["error"] if isinstance(msg["error"], dict) else {}
         raise RpcError(int(err.get("code", ErrorCode.INTERNAL_ERROR)), str(err.get("message", "unknown error")), err.get("data"))
     return msg.get("result")
+
