@@ -131,6 +131,16 @@ class IndexDb:
             return "the index is corrupt (its digest does not match)"
         return entries
 
+    def dirty_users(self, destination: str) -> set[str]:
+        """Users a sync began for and never confirmed (a crash, a failure):
+        they are synced, in full, whatever their fingerprint says."""
+        db = self._connect()
+        try:
+            return {r[0] for r in db.execute("SELECT user FROM index_state WHERE destination = ? AND state != 'clean'",
+                                             (destination,))}
+        finally:
+            db.close()
+
     def mark_dirty(self, destination: str, users: Iterable[str], remote_path: str) -> None:
         """Before a sync touches these users' remote directories: from now
         until save(), their index is not trusted."""
