@@ -156,7 +156,8 @@ class Engine:
             batch = queue.pop(0)
             run = await self._run_batch(batch, extra, self.budget, files)
             names = [u.name for u in batch] + sorted(extra)
-            result.checks += run.collector.compared()
+            if files is None:
+                result.checks += run.collector.compared()
             for name, counts in run.collector.users.items():
                 for key in ("files_transferred", "bytes_transferred", "files_deleted"):
                     users[name][key] += counts[key]
@@ -166,6 +167,10 @@ class Engine:
                 for name in names:
                     users[name]["status"] = "succeeded"
                     result.confirmed[name] = run.collector.confirmed.get(name, {})
+                    # an incremental copy compares each file it names with
+                    # the server's (rclone's own counter there depends on
+                    # what was found and moved into versions/)
+                    result.checks += len(files[name]) if files is not None else 0
                 extra = set()  # mirrored
                 continue
             if run.silent_server is not None:
