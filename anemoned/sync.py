@@ -53,6 +53,8 @@ DESTINATION_CLASSES = (rclone.UNREACHABLE, rclone.TIMEOUT, rclone.HOST_KEY_UNKNO
                        rclone.AUTH_FAILED, rclone.SESSION_REFUSED, rclone.DISK_FULL, rclone.PATH_NOT_WRITABLE,
                        rclone.PATH_MISSING)
 _UPSTREAM = re.compile(r'upstream "u(\d+):')
+#: What rclone prints at DEBUG level before its JSON logging starts.
+_PLAIN_DEBUG = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d DEBUG : ")
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,8 @@ class Engine:
         records, asked for only for rclone's per-file confirmations, stay
         out of it), the run's counts and the job's progress."""
         def on_record(record: dict[str, Any]) -> None:
+            if record.get("level") == "error" and _PLAIN_DEBUG.match(str(record.get("msg", ""))):
+                record["level"] = "debug"  # printed before rclone switches to JSON logs: not an error
             if record.get("level") != "debug":
                 self.log.write(record)
             progress = collector.feed(record)
