@@ -30,8 +30,15 @@ def new_user_stats(status: str = "pending", warning: str | None = None) -> dict[
 class StatsCollector:
     """One rclone run's records turned into per-user counts and progress."""
 
-    def __init__(self, users: Iterable[str], dry_run: bool) -> None:
+    def __init__(self, users: Iterable[str], dry_run: bool, moves_delete: bool = False) -> None:
         self.dry_run = dry_run
+        #: a run that moves deleted files into versions/ (an incremental
+        #: sync's deletions): each move is a deletion from backup/
+        self.moves_delete = moves_delete
+        #: user -> {path in the user's tree: size rclone wrote, or None
+        #: when rclone found the remote file identical}: rclone's own
+        #: per-file confirmations, what the remote index is built from
+        self.confirmed: dict[str, dict[str, int | None]] = {}
         self.users: dict[str, dict[str, Any]] = {u: new_user_stats() for u in users}
         self.final: dict[str, Any] = {}
         self.errors: list[str] = []
@@ -67,12 +74,21 @@ class StatsCollector:
         msg = str(record.get("msg", ""))
         if per_user is not None:
             self.current_user = user
+            is_object = record.get("objectType") not in ("string", None) and "Directory" not in str(
+                record.get("objectType"))
             if msg.startswith("Copied (") or (self.dry_run and record.get("skipped") == "copy"):
                 per_user["files_transferred"] += 1
                 per_user["bytes_transferred"] += int(record.get("size") or 0)
+                if msg.startswith("Copied (") and is_object and isinstance(record.get("size"), int):
+                    self.confirmed.setdefault(user, {})[obj.split("/", 1)[1]] = record["size"]
             elif msg in ("Deleted", "Moved into backup dir") or (
                     self.dry_run and record.get("skipped") in ("delete", "move into backup dir")):
                 per_user["files_deleted"] += 1
+            elif self.moves_delete and is_object and (msg.startswith("Moved (") or (
+                    self.dry_run and record.get("skipped") == "move")):
+                per_user["files_deleted"] += 1
+            elif msg == "Unchanged skipping" and is_object:
+                self.confirmed.setdefault(user, {})[obj.split("/", 1)[1]] = None
         if "max-delete threshold reached" in msg:
             self.refused_deletes += 1
             refused = user_of(record.get("object"))

@@ -107,6 +107,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE destinations ADD COLUMN verify_download INTEGER NOT NULL DEFAULT 0;
     """,
+    # 9 -> 10: the remote index (remote_index.py): per destination and user,
+    # what the last successful sync left on the server, and whether it can
+    # be trusted (state 'clean', its row count and digest) or not ('dirty':
+    # a sync of that user began and has not been confirmed).
+    """
+    CREATE TABLE index_state (
+        destination  TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        remote_path  TEXT NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('dirty', 'clean')),
+        files        INTEGER NOT NULL DEFAULT 0,
+        digest       TEXT,
+        PRIMARY KEY (destination, user)
+    );
+    CREATE TABLE remote_index (
+        destination  TEXT NOT NULL,
+        user         TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        mtime        INTEGER,
+        PRIMARY KEY (destination, user, path)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -169,6 +192,8 @@ class Store:
     def delete_destination(self, name: str) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM user_state WHERE destination = ?", (name,))
+            self.db.execute("DELETE FROM remote_index WHERE destination = ?", (name,))
+            self.db.execute("DELETE FROM index_state WHERE destination = ?", (name,))
             self.db.execute("DELETE FROM destinations WHERE name = ?", (name,))
 
     # -- per-user sync state ------------------------------------------------

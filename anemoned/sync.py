@@ -21,6 +21,13 @@ one. The delete guard's budget is shared by all runs of a job.
 rclone is told to touch only the user directories synced (include rules
 naming exactly those users; rclone never deletes what a filter excludes),
 so remote copies of users not synced this time are kept as they are.
+
+A user whose remote index can be trusted (remote_index.py) is synced
+incrementally instead: one `copy` of exactly the new and changed files,
+named in a files-from list and looked up on the server one by one (no
+remote directory is listed), with the same isolation of failures; then,
+for the users whose copies all succeeded, one server-side run that moves
+their deleted files into the versions folder, within the delete guard.
 """
 from __future__ import annotations
 
@@ -30,127 +37,24 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable
 
 from . import rclone, reach
 from .attach import AttachServer, Grant
 from .joblog import JobLog
 from .rclone_stats import StatsCollector, new_user_stats
-from .users import LocalUser, SyncPlan, safe_user_name
+from .remote_index import Changes
+from .sync_argv import delete_args, files_from, include_rules, source_env, sync_args
+from .sync_outcome import SyncResult, SyncSettings
+from .users import LocalUser, SyncPlan
 
 #: Failure classes that are the destination's, not one user's.
 DESTINATION_CLASSES = (rclone.UNREACHABLE, rclone.TIMEOUT, rclone.HOST_KEY_UNKNOWN, rclone.HOST_KEY_MISMATCH,
                        rclone.AUTH_FAILED, rclone.SESSION_REFUSED, rclone.DISK_FULL, rclone.PATH_NOT_WRITABLE,
                        rclone.PATH_MISSING)
 _UPSTREAM = re.compile(r'upstream "u(\d+):')
-#: Names per include rule: rclone reads filter files line by line with a
-#: 64 KiB line limit; 500 names of at most 32 characters stay well below it.
-NAMES_PER_RULE = 500
-
-
-_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]{}"})
-
-
-def include_rules(names: Iterable[str], mounts: dict[str, tuple[str, ...]] | None = None) -> str:
-    """rclone filter rules that let the sync see only the given top-level
-    directories, then exclude everything else, so that other remote
-    directories are neither listed, changed nor deleted. One `{a,b,...}`
-    glob per NAMES_PER_RULE names: one rule per name would cost rclone a
-    match per rule per file, and a {{regexp}} rule would keep rclone from
-    deriving directory rules (it would then walk every remote directory).
-    Only safe user names are accepted; their characters (letters, digits,
-    `.`, `_`, `-`) mean nothing special in a glob. Mount points inside a
-    user's tree (user -> relative paths) are excluded first: a sync does not
-    cross into another file system."""
-    ordered = sorted(set(names))
-    if any(not safe_user_name(n) for n in ordered):
-        raise ValueError("only safe user names can be synced")
-    excluded = [f"- /{user}/{path.translate(_GLOB_SPECIAL)}/**\n" for user in ordered
-                for path in (mounts or {}).get(user, ())]
-    lines = excluded + [f"+ /{{{','.join(ordered[i:i + NAMES_PER_RULE])}}}/**\n" for i in range(0, len(ordered), NAMES_PER_RULE)]
-    return "".join(lines) + "- **\n"
-
-
-def user_remote(index: int) -> str:
-    return f"u{index}"
-
-
-EMPTY_REMOTE = "empty"
-
-
-def source_env(users: list[LocalUser], ssh_commands: list[str], *, reads_chunk: str | None = None,
-               emptied: Iterable[str] = (), empty_dir: Path | None = None) -> dict[str, str]:
-    """The combine remote `src` over one sftp remote per user (u0, u1...),
-    each reaching that user's sftp-server through its ssh command; a tree
-    mirrored as empty is an empty directory of the daemon's."""
-    env: dict[str, str] = {}
-    upstreams = [f"{name}={EMPTY_REMOTE}:{empty_dir}" for name in sorted(emptied)]
-    if upstreams:
-        env.update(rclone.option_env(EMPTY_REMOTE, {"type": "local"}))
-    for i, (user, command) in enumerate(zip(users, ssh_commands)):
-        options = {"type": "sftp", "ssh": command, "shell_type": "none", "skip_links": "true",
-                   "disable_hashcheck": "true", "md5sum_command": "none", "sha1sum_command": "none",
-                   "known_hosts_file": "none", "encoding": "Slash"}
-        if reads_chunk:
-            options["chunk_size"] = reads_chunk
-        env.update(rclone.option_env(user_remote(i), options))
-        upstreams.append(f"{user.name}={user_remote(i)}:{user.backup_dir}")
-    env.update(rclone.option_env(rclone.SRC_REMOTE, {"type": "combine", "upstreams": rclone.space_list(upstreams)}))
-    return env
-
-
-def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool, *, max_delete: int | None = None,
-              versions: str | None = None) -> list[str]:
-    args = [
-        "sync", f"{rclone.SRC_REMOTE}:", rclone.dest_path(remote_path, "backup"),
-        *rclone.global_args("INFO"),
-        "--stats", "1s", "--stats-log-level", "NOTICE",
-        "--create-empty-src-dirs",
-        # Files keep their modification times; directories do not: the
-        # combine remote reports its top-level (user) directories as
-        # modified "now", so keeping directory times would cost one more
-        # SFTP request per user on every sync, even when nothing changed.
-        "--no-update-dir-modtime",
-        # Retry a flaky moment, but give up soon when the server is gone:
-        # the schedule retries later (minutes, not a stuck job).
-        "--retries", "2", "--low-level-retries", "3",
-    ]
-    if filter_file is not None:
-        args += ["--filter-from", str(filter_file)]
-    if max_delete is not None:
-        args += ["--max-delete", str(max_delete)]
-    if versions is not None:
-        # What the sync deletes or overwrites moves to versions/<folder>/,
-        # beside backup/ (never inside it), on the same server.
-        args += ["--backup-dir", rclone.dest_path(remote_path, "versions", versions)]
-    if dry_run:
-        args.append("--dry-run")
-    return args
-
-
-@dataclass(frozen=True)
-class SyncSettings:
-    """What one sync job does, decided before it starts."""
-
-    remote_path: str
-    dry_run: bool = False
-    max_delete: int | None = None  # None: no limit (the operator allowed the deletions)
-    versions_folder: str | None = None  # None: deleted and overwritten files are not kept
-    allow_empty: frozenset[str] = frozenset()
-    stall_timeout_s: float = 300.0
-
-
-@dataclass
-class SyncResult:
-    ok: bool
-    error: str | None
-    #: per user: the contract's per-user stats, status succeeded, failed,
-    #: stalled (from this engine), plus their `error` when not succeeded
-    users: dict[str, dict[str, Any]]
-    checks: int = 0
-    refused_deletes: int = 0
-    #: the destination-level failure class, when the destination failed
-    failure_class: str | None = None
+#: What rclone prints at DEBUG level before its JSON logging starts.
+_PLAIN_DEBUG = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d DEBUG : ")
 
 
 @dataclass
@@ -182,29 +86,64 @@ class Engine:
     #: does the server still answer? (reach.preflight, bound to its address)
     probe: Callable[[], Awaitable[str]] | None = None
     runs: int = field(default=0, init=False)
+    #: deletions the delete guard still allows in this job (None: no limit)
+    budget: int | None = field(default=None, init=False)
 
-    async def run(self, plan: SyncPlan) -> SyncResult:
+    async def run(self, plan: SyncPlan, changes: dict[str, Changes] | None = None) -> SyncResult:
+        """Full syncs for the included users, except those in `changes`:
+        their incremental copies first, then, for those whose copies all
+        succeeded, their deletions (as rclone sync: none after an error)."""
+        changes = changes or {}
         users = {u.name: new_user_stats() for u in plan.included}
         extra = plan.synced - set(users)  # allowed to become empty: mirrored by the first run
         users.update({name: new_user_stats() for name in extra})
         result = SyncResult(True, None, users)
-        budget = self.settings.max_delete
-        queue: list[list[LocalUser]] = [plan.included] if plan.included else []
+        self.budget = self.settings.max_delete
+        full = [u for u in plan.included if u.name not in changes]
+        if full or extra:
+            await self._runs(full, extra, result, None)
+        incremental = [u for u in plan.included if u.name in changes]
+        copying = [u for u in incremental if changes[u.name].copy]
+        if copying and result.failure_class is None:
+            await self._runs(copying, set(), result, {u.name: changes[u.name].copy for u in copying})
+        for u in incremental:
+            if not changes[u.name].copy and users[u.name]["status"] == "pending" and result.failure_class is None:
+                users[u.name]["status"] = "succeeded"
+                result.confirmed[u.name] = {}
+        deleting = [u.name for u in incremental if changes[u.name].delete and users[u.name]["status"] == "succeeded"]
+        if deleting:
+            await self._delete(deleting, changes, result)
+        self._fail(users, sorted(users), result.error or "not synced: the job stopped before its turn")
+        result.ok = all(u["status"] == "succeeded" for u in users.values()) and not result.refused_deletes
+        return result
+
+    async def _runs(self, batch: list[LocalUser], extra: set[str], result: SyncResult,
+                    files: dict[str, list[str]] | None) -> None:
+        """rclone over these users until each has succeeded, failed or
+        stalled: sync (files None) or incremental copies of `files`."""
+        users = result.users
+        queue: list[list[LocalUser]] = [batch] if batch else []
         if not queue and extra:
             queue = [[]]
         while queue:
             batch = queue.pop(0)
-            run = await self._run_batch(batch, extra, budget)
+            run = await self._run_batch(batch, extra, self.budget, files)
             names = [u.name for u in batch] + sorted(extra)
-            result.checks += run.collector.compared()
+            if files is None:
+                result.checks += run.collector.compared()
             for name, counts in run.collector.users.items():
                 for key in ("files_transferred", "bytes_transferred", "files_deleted"):
                     users[name][key] += counts[key]
-            if budget is not None:
-                budget = max(0, budget - sum(c["files_deleted"] for c in run.collector.users.values()))
+            if self.budget is not None and files is None:
+                self.budget = max(0, self.budget - sum(c["files_deleted"] for c in run.collector.users.values()))
             if run.returncode == 0 and not run.stalled:
                 for name in names:
                     users[name]["status"] = "succeeded"
+                    result.confirmed[name] = run.collector.confirmed.get(name, {})
+                    # an incremental copy compares each file it names with
+                    # the server's (rclone's own counter there depends on
+                    # what was found and moved into versions/)
+                    result.checks += len(files[name]) if files is not None else 0
                 extra = set()  # mirrored
                 continue
             if run.silent_server is not None:
@@ -216,7 +155,7 @@ class Engine:
                 result.refused_deletes += run.collector.refused_deletes
                 over = run.collector.refused_users
                 rest = [u for u in batch if u.name not in over]
-                if over and rest and budget:  # one user's mass deletion; the others still get the rest of the budget
+                if over and rest and self.budget:  # one user's mass deletion; the others still get the rest of the budget
                     for name in over:
                         users[name].update(status="failed", error="the delete guard refused some of its deletions")
                     extra -= over
@@ -254,8 +193,57 @@ class Engine:
             if rest or extra:
                 queue.insert(0, rest)
         self._fail(users, sorted(extra), "not mirrored: every run that included it failed")
-        result.ok = all(u["status"] == "succeeded" for u in users.values()) and not result.refused_deletes
-        return result
+
+    async def _delete(self, names: list[str], changes: dict[str, Changes], result: SyncResult) -> None:
+        """One server-side run for the incremental users' deletions, within
+        what is left of the delete guard's budget (deletions beyond it are
+        refused, that user fails, and its next sync is a full one)."""
+        users = result.users
+        lists: dict[str, list[str]] = {}
+        for name in names:
+            paths = changes[name].delete
+            allowed = paths if self.budget is None else paths[:self.budget]
+            if self.budget is not None:
+                self.budget -= len(allowed)
+            if len(allowed) < len(paths):
+                result.refused_deletes += len(paths) - len(allowed)
+                users[name].update(status="failed", error="the delete guard refused some of its deletions")
+            lists[name] = allowed
+        todo = {n: p for n, p in lists.items() if p}
+        if not todo:
+            return
+        self.runs += 1
+        listed = self.work_dir / f"job-{self.job_id}.{self.runs}.delete"
+        collector = StatsCollector(sorted(todo), self.settings.dry_run, moves_delete=True)
+        try:
+            listed.write_bytes(files_from(todo))
+            task = asyncio.ensure_future(rclone.run(
+                self.binary, delete_args(self.settings.remote_path, listed, self.settings.dry_run,
+                                         self.settings.versions_folder), self.dest_env,
+                on_record=self._recorder(collector), keep_records=False))
+            stalled, silent = await self._watch(task, collector)
+        finally:
+            listed.unlink(missing_ok=True)
+        for name, counts in collector.users.items():
+            users[name]["files_deleted"] += counts["files_deleted"]
+        returncode = -1 if stalled or silent else task.result().returncode
+        if returncode == 0:
+            result.deleted.update(todo)
+            return
+        failed = {n for n in collector.user_errors if n in todo}
+        cls = rclone.classify(collector.general_errors) if silent is None else silent.split(":", 1)[0]
+        if silent is not None or stalled or cls in DESTINATION_CLASSES or not failed:
+            message = silent or (f"no progress for {self.settings.stall_timeout_s:g} s while moving deleted files"
+                                 if stalled else rclone.failure_message(cls, collector.errors,
+                                                                        f"rclone exited with status {returncode}"))
+            failed = set(todo)
+            if cls in DESTINATION_CLASSES:
+                result.error, result.failure_class = message, cls
+        else:
+            message = ""
+        for name in failed:
+            users[name].update(status="failed", error=collector.user_errors.get(name) or message)
+        result.deleted.update({n: p for n, p in todo.items() if n not in failed})
 
     @staticmethod
     def _fail(users: dict[str, dict[str, Any]], names: list[str], why: str) -> None:
@@ -292,9 +280,11 @@ class Engine:
                 return cls
         return None
 
-    async def _run_batch(self, batch: list[LocalUser], emptied: set[str], budget: int | None) -> _Run:
+    async def _run_batch(self, batch: list[LocalUser], emptied: set[str], budget: int | None,
+                         files: dict[str, list[str]] | None = None) -> _Run:
         """One rclone over the batch's users (and the trees mirrored as
-        empty, which need no reader)."""
+        empty, which need no reader): a sync, or with `files` an
+        incremental copy of the batch users' files named there."""
         self.runs += 1
         grants: list[Grant] = []
         filter_file = self.work_dir / f"job-{self.job_id}.{self.runs}.filter"
@@ -305,23 +295,21 @@ class Engine:
             for user in batch:
                 assert user.identity is not None
                 grants.append(self.attach.grant(user.identity, user.backup_dir))
-            filter_file.write_text(include_rules(synced, {u.name: u.scan.mounts for u in batch if u.scan}))
+            if files is None:
+                filter_file.write_text(include_rules(synced, {u.name: u.scan.mounts for u in batch if u.scan}))
+            else:
+                filter_file.write_bytes(files_from({u.name: files[u.name] for u in batch}))
             empty_dir.mkdir(mode=0o700, exist_ok=True)
             env = {**self.dest_env,
                    **source_env(batch, [self.attach.ssh_command(g) for g in grants], reads_chunk=self.reads_chunk,
                                 emptied=emptied, empty_dir=empty_dir)}
-            args = sync_args(self.settings.remote_path, filter_file, self.settings.dry_run, max_delete=budget,
-                             versions=self.settings.versions_folder)
+            args = sync_args(self.settings.remote_path, filter_file if files is None else None, self.settings.dry_run,
+                             max_delete=budget, versions=self.settings.versions_folder,
+                             files_from=filter_file if files is not None else None)
             if self.runs > 1:
                 self.log.note("sync run again for the users not yet done", users=",".join(sorted(synced)))
-
-            def on_record(record: dict[str, Any]) -> None:
-                self.log.write(record)
-                progress = collector.feed(record)
-                if progress is not None:
-                    self.report(progress)
-
-            task = asyncio.ensure_future(rclone.run(self.binary, args, env, on_record=on_record, keep_records=False))
+            task = asyncio.ensure_future(rclone.run(self.binary, args, env, on_record=self._recorder(collector),
+                                                    keep_records=False))
             stalled, silent = await self._watch(task, collector)
             if silent is not None:
                 self.log.note("stopped: the server stopped answering", error=silent)
@@ -339,6 +327,20 @@ class Engine:
                 empty_dir.rmdir()
             except OSError:
                 pass
+
+    def _recorder(self, collector: StatsCollector) -> Callable[[dict[str, Any]], None]:
+        """What happens to each rclone record: into the job log (debug
+        records, asked for only for rclone's per-file confirmations, stay
+        out of it), the run's counts and the job's progress."""
+        def on_record(record: dict[str, Any]) -> None:
+            if record.get("level") == "error" and _PLAIN_DEBUG.match(str(record.get("msg", ""))):
+                record["level"] = "debug"  # printed before rclone switches to JSON logs: not an error
+            if record.get("level") != "debug":
+                self.log.write(record)
+            progress = collector.feed(record)
+            if progress is not None:
+                self.report(progress)
+        return on_record
 
     async def _watch(self, task: "asyncio.Future[rclone.RcloneResult]",
                      collector: StatsCollector) -> tuple[bool, str | None]:

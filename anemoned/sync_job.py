@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,9 +30,12 @@ from .logs import event
 from .errors import AnemoneError
 from .rclone_stats import new_user_stats
 from .restore import list_versions
-from .sync import Engine, SyncResult, SyncSettings
+from .sync import Engine
+from .sync_outcome import SyncResult, SyncSettings
 from .timeutil import iso, utc_now
-from .users import SyncPlan, UserState, discover, make_plan, scan_all
+from .remote_index import Changes, Entries, IndexDb, confirmed_entries, diff
+from .users import SyncPlan, UserState, discover, full_due, make_plan, scan_all
+from .usertree import Listing, listing
 from .versions import delete_limit, parse_version_folder, version_folder
 
 PRUNE_EVERY = timedelta(days=1)
@@ -66,9 +70,10 @@ async def _sync(run: JobRun) -> JobOutcome:
     ctx, dest, log = run.ctx, run.dest, run.log
     config, store, job = ctx.config, ctx.store, ctx.job
     now = utc_now()
+    place = location(dest)
     states = {name: UserState(r["remote_path"], r["fingerprint"], r["files"], r["full_at"])
               for name, r in store.user_states(dest.name).items()}
-    here = {n: s for n, s in states.items() if s.remote_path == dest.remote_path}
+    here = {n: s for n, s in states.items() if s.remote_path == place}
     remote_files = sum(s.files for s in here.values()) if here else None
     options = run.options
     settings = SyncSettings(
@@ -84,24 +89,42 @@ async def _sync(run: JobRun) -> JobOutcome:
     except OSError:
         users_dev = -1
     users = await scan_all(users, users_dev, float(dest.stall_timeout))
-    plan = make_plan(users, warnings, here.keys(), settings.allow_empty, states, remote_path=dest.remote_path,
-                     full=bool(options.get("full")) or dest.full_sync_every == 0,
-                     full_every=timedelta(days=dest.full_sync_every), now=now)
+    index_db = IndexDb(store.path)
+    forced_full = bool(options.get("full")) or dest.full_sync_every == 0
+    full_every = timedelta(days=dest.full_sync_every)
+    plan = make_plan(users, warnings, here.keys(), settings.allow_empty, states, remote_path=place,
+                     full=forced_full, full_every=full_every, now=now,
+                     must_sync=await asyncio.to_thread(index_db.dirty_users, dest.name))
+    plan.unchanged = [replace(u, scan=replace(u.scan, raw=b"")) if u.scan else u for u in plan.unchanged]
     for name, why in plan.skipped.items():
         log.note("user skipped", user=name, reason=why)
         event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=name, reason=why)
     for warning in plan.warnings:
         log.note(warning)
-    log.note("plan", changed=len(plan.included), unchanged=len(plan.unchanged), skipped=len(plan.skipped))
+    listings = {u.name: listing(u.scan) for u in plan.included if u.scan is not None}
+    modes, indexes = await choose_modes(index_db, dest.name, place, plan, listings, states, forced_full, full_every,
+                                        now)
+    changes = {n: m for n, m in modes.items() if isinstance(m, Changes)}
+    for name, mode in sorted(modes.items()):
+        if isinstance(mode, Changes):
+            log.note("incremental sync", user=name, copy=len(mode.copy), delete=len(mode.delete))
+        else:
+            log.note("full sync", user=name, reason=mode)
+    log.note("plan", changed=len(plan.included), unchanged=len(plan.unchanged), skipped=len(plan.skipped),
+             incremental=len(changes))
+    if not settings.dry_run and plan.synced:
+        await asyncio.to_thread(index_db.mark_dirty, dest.name, sorted(plan.synced), place)
     engine = Engine(ctx.binary, run.env, ctx.attach, config.tmp_dir, job["id"], settings, log, ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port))
-    result = await engine.run(plan) if plan.synced else SyncResult(True, None, {})
+    result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
         result.ok = False
         result.users.update({n: {**new_user_stats("stalled"), "error": why} for n, why in plan.stalled.items()})
     stats = job_stats(plan, result, asyncio.get_running_loop().time() - started, settings)
+    stats["sync_modes"] = {n: "incremental" if isinstance(m, Changes) else f"full: {m}" for n, m in modes.items()}
     if not settings.dry_run:
-        save_states(store, dest, plan, result, now)
+        await asyncio.to_thread(save_index, index_db, dest.name, place, plan, result, listings, indexes)
+        save_states(store, dest, place, plan, result, now)
         if result.ok and dest.keep_versions_days > 0:
             await prune_versions(ctx.binary, run.env, store, dest, log)
     if result.refused_deletes:
@@ -164,7 +187,68 @@ def job_stats(plan: SyncPlan, result: SyncResult, duration_s: float, settings: S
     return stats
 
 
-def save_states(store: Any, dest: Destination, plan: SyncPlan, result: SyncResult, now: datetime) -> None:
+def location(dest: Destination) -> str:
+    """Where a destination's copies are: a change of server, account or
+    remote path is a new place (its users' first sync there is a full one,
+    and no index of the old place is trusted there)."""
+    return f"{dest.user}@{dest.host}:{dest.port}:{dest.remote_path}"
+
+
+async def choose_modes(index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, listings: dict[str, Listing],
+                       states: dict[str, UserState], forced_full: bool, full_every: timedelta,
+                       now: datetime) -> tuple[dict[str, Changes | str], dict[str, Entries]]:
+    """Per included user: the incremental sync's changes, or why it is a
+    full one (forced, issue 8's rules, no usable index, names that cannot
+    be listed, a file that became a directory or the other way round)."""
+    modes: dict[str, Changes | str] = {}
+    candidates = []
+    for user in plan.included:
+        why = "sync --full or full_sync_every 0" if forced_full else full_due(states.get(user.name), place, full_every,
+                                                                               now)
+        lst = listings.get(user.name)
+        why = why or ("no scan" if lst is None else lst.unlistable)
+        if why:
+            modes[user.name] = why
+        else:
+            candidates.append(user.name)
+    loaded = await asyncio.to_thread(index_db.load, dest_name, candidates, place) if candidates else {}
+    for name in candidates:
+        index = loaded[name]
+        modes[name] = index if isinstance(index, str) else diff(listings[name].files, listings[name].dirs, index)
+    return modes, {n: i for n, i in loaded.items() if isinstance(modes[n], Changes) and not isinstance(i, str)}
+
+
+def save_index(index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, result: SyncResult,
+               listings: dict[str, Listing], indexes: dict[str, Entries]) -> None:
+    """Each succeeded user's index, from rclone's confirmations (blocking:
+    run in a thread). A user that did not succeed keeps the dirty mark
+    set before the sync, so its next sync is a full one; a tree mirrored
+    as empty, or one whose names cannot be listed, keeps no index."""
+    drop = []
+    for user in plan.included:
+        u = result.users.get(user.name)
+        lst = listings.get(user.name)
+        if u is None or u["status"] != "succeeded" or user.name not in result.confirmed:
+            continue
+        if lst is None or lst.unlistable:
+            drop.append(user.name)
+            continue
+        confirmed = confirmed_entries(lst.files, result.confirmed[user.name])
+        if user.name in indexes:
+            deleted = result.deleted.get(user.name, [])
+            gone = set(deleted)
+            new = {p: e for p, e in indexes[user.name].items() if p not in gone}
+            new.update(confirmed)
+            index_db.save(dest_name, user.name, place, new, changed=confirmed, removed=deleted)
+        else:
+            index_db.save(dest_name, user.name, place, confirmed)
+    if result.ok:
+        drop += sorted(plan.synced - {u.name for u in plan.included})
+    if drop:
+        index_db.drop(dest_name, drop)
+
+
+def save_states(store: Any, dest: Destination, place: str, plan: SyncPlan, result: SyncResult, now: datetime) -> None:
     """What this sync left, per user: a success records the fingerprint the
     tree had when it was scanned (a change made during the sync shows at the
     next one); anything else forgets it, so the next sync lists the remote
@@ -175,7 +259,7 @@ def save_states(store: Any, dest: Destination, plan: SyncPlan, result: SyncResul
         if u is None or user.scan is None:
             continue
         ok = u["status"] == "succeeded"
-        rows.append({"user": user.name, "remote_path": dest.remote_path, "fingerprint": user.scan.fingerprint if ok else None,
+        rows.append({"user": user.name, "remote_path": place, "fingerprint": user.scan.fingerprint if ok else None,
                      "files": user.scan.files, "synced_at": iso(now) if ok else None, "full_at": iso(now) if ok else None})
     emptied = [] if not result.ok else sorted(plan.synced - {u.name for u in plan.included})
     store.save_user_states(dest.name, rows, emptied)

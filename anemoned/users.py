@@ -112,6 +112,19 @@ async def scan_all(users: list[LocalUser], users_dev: int, timeout_s: float) -> 
     return [scanned.get(u.name, u) for u in users]
 
 
+def full_due(state: UserState | None, remote_path: str, full_every: timedelta, now: datetime) -> str | None:
+    """Why this user's sync must list the remote (issue 8's rules), or None
+    when an incremental sync may do: the first sync to this place, the one
+    after a failure, and every full_every."""
+    if state is None or state.remote_path != remote_path:
+        return "first sync to this place"
+    if state.fingerprint is None or state.full_at is None:
+        return "the last sync of this user failed"
+    if now - datetime.fromisoformat(state.full_at) >= full_every:
+        return "full_sync_every"
+    return None
+
+
 def unchanged(user: LocalUser, state: UserState | None, remote_path: str, full_every: timedelta,
               now: datetime) -> bool:
     """Nothing to do for this user: the tree is as it was after the last
@@ -126,7 +139,7 @@ def unchanged(user: LocalUser, state: UserState | None, remote_path: str, full_e
 def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterable[str],
               allow_empty: Iterable[str] = (), states: dict[str, UserState] | None = None, *,
               remote_path: str = "", full: bool = True, full_every: timedelta = timedelta(days=7),
-              now: datetime | None = None) -> SyncPlan:
+              now: datetime | None = None, must_sync: Iterable[str] = ()) -> SyncPlan:
     """Which users to sync, which to leave alone and which to skip.
 
     remote_users are the user directories known to exist remotely; a user
@@ -137,8 +150,11 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
     has a problem worth telling; a user with no backup/ or an empty one and
     no known copy simply has nothing to back up yet, and is not mentioned.
     With full off, a user whose tree is unchanged since their last
-    successful sync (same fingerprint, full sync not yet due) is left out.
+    successful sync (same fingerprint, full sync not yet due) is left out,
+    unless it is in must_sync (a sync of it began and was never confirmed:
+    the remote may differ from what its last success left).
     """
+    must = set(must_sync)
     remote = set(remote_users)
     allowed = set(allow_empty)  # the operator said: an empty tree is what I mean
     states = states or {}
@@ -149,7 +165,7 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
     users = [u for u in users if not u.stalled]
     for user in users:
         if user.problem is None or (user.problem == "backup/ is empty" and user.name in allowed):
-            if not full and user.problem is None and now is not None and unchanged(
+            if not full and user.problem is None and now is not None and user.name not in must and unchanged(
                     user, states.get(user.name), remote_path, full_every, now):
                 same.append(user)
             else:

@@ -6,7 +6,9 @@ relative path. From it the daemon learns whether the tree is empty,
 whether `backup/` really belongs to the user it ran as, and a fingerprint
 of every path, size, mtime and inode: when the fingerprint equals the one
 recorded after the user's last successful sync to a destination, nothing
-changed and the sync starts nothing for that user.
+changed and the sync starts nothing for that user. The same output, read
+again by listing(), is the local side of an incremental sync
+(remote_index.py).
 
 The scanner never follows symlinks or crosses into another file system,
 and only reads directories; it cannot be stalled by a FIFO. One scanner
@@ -15,7 +17,7 @@ lists many trees, so scanning 2,000 users costs no process per user.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .identity import UserIdentity
@@ -36,6 +38,52 @@ class TreeScan:
     #: directories inside the tree where another file system is mounted
     #: (relative paths): not crossed, so left out of the sync
     mounts: tuple[str, ...] = ()
+    #: the scanner's records as they came, for listing() (an incremental sync's
+    #: local side); dropped for users with nothing to do
+    raw: bytes = field(default=b"", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The regular files of a tree (relative path -> size, whole seconds of
+    mtime: what an SFTP server keeps) and its directories, as the owner's
+    scan saw them."""
+
+    files: dict[str, tuple[int, int]]
+    dirs: frozenset[str]
+    #: why this tree cannot be named in an rclone --files-from list (one
+    #: path per line, UTF-8), or None
+    unlistable: str | None = None
+
+
+def listing(scan: TreeScan) -> Listing:
+    """The files and directories in a scan's raw output. Pure. A name with a
+    line break (or a carriage return, which rclone's line reader drops) or
+    one that is not UTF-8 cannot be written one per line in a files-from
+    list, nor matched against rclone's JSON log: such a tree is only ever
+    synced in full."""
+    files: dict[str, tuple[int, int]] = {}
+    dirs: set[str] = set()
+    unlistable = None
+    records = scan.raw.split(b"\0")
+    for rec in records[1:]:  # the first is backup/ itself
+        parts = rec.split(b" ", 7)
+        if len(parts) < 8:
+            continue
+        _, _, kind, size, mtime, _, _, raw_path = parts
+        try:
+            path = raw_path.decode("utf-8")
+        except UnicodeDecodeError:
+            unlistable = unlistable or "a name in backup/ is not UTF-8"
+            continue
+        if "\n" in path or "\r" in path:
+            unlistable = unlistable or "a name in backup/ holds a line break"
+            continue
+        if kind == b"f":
+            files[path] = (int(size), int(mtime.split(b".", 1)[0]))
+        elif kind == b"d":
+            dirs.add(path)
+    return Listing(files, frozenset(dirs), unlistable)
 
 
 async def scan_many(trees: list[tuple[UserIdentity, Path]], users_dev: int, timeout_s: float,
@@ -83,4 +131,4 @@ def parse(out: bytes, err: bytes, uid: int, users_dev: int) -> TreeScan:
         digest.update(b"!" + complaint.encode())
     if any("\n" in m or "\r" in m for m in mounts):
         return TreeScan("", 0, 0, "a mount point inside backup/ has a line break in its name; it cannot be left out")
-    return TreeScan(digest.hexdigest(), files, size, None, complaint, mounts)
+    return TreeScan(digest.hexdigest(), files, size, None, complaint, mounts, raw=out)

@@ -21,7 +21,7 @@ from . import rclone
 from .joblog import JobLog
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
-from .sync import include_rules
+from .sync_argv import include_rules
 from .userproc import output_of
 from .users import LocalUser, discover, scan_all
 

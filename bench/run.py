@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from anemoned import rclone
-from anemoned.sync import sync_args
+from anemoned.sync_argv import sync_args
 from testbed import accounts
 from testbed.daemon import DaemonProcess
 from testbed.sshd import SshServer

@@ -174,8 +174,13 @@ def test_delete_guard_refuses_a_mass_deletion_until_allowed(env):
     assert job["state"] == "failed"
     assert "delete guard: 1 deletion(s) refused" in job["error"] and "--allow-deletes" in job["error"]
     assert len(list((remote / "backup/alice/docs").glob("f*.txt"))) == 1  # at most 2 went
+    # alice's index was clean: the deletions were an incremental sync's
+    # server-side moves, under the same guard; refused, her next is full.
+    assert job["stats"]["sync_modes"] == {"alice": "incremental"}
+    assert len(list((remote / "versions").rglob("f*.txt"))) == 2
     allowed = sync(daemon, "d", "--allow-deletes")
     assert allowed["state"] == "succeeded"
+    assert allowed["stats"]["sync_modes"] == {"alice": "full: the last sync of this user failed"}
     assert sorted(p.name for p in (remote / "backup/alice/docs").iterdir()) == ["still.txt"]
     # every deleted file is still on the server, in versions/
     kept = sorted(p.name for p in (remote / "versions").rglob("f*.txt"))

@@ -58,8 +58,8 @@ def test_whole_flow(served):
         changed = job(daemon, "sync", "flow")
         assert changed["state"] == "succeeded", changed
         assert (changed["stats"]["files_transferred"], changed["stats"]["files_deleted"]) == (3, 1)
-        # 9a: checked are the 3 files both sides held, not also the deletion
-        # and the 2 moves into versions/
+        # 9a: checked are the 3 files compared, not also the deletion and
+        # the 2 moves into versions/ (an incremental sync: the 3 it named)
         assert changed["stats"]["checks"] == 3, changed["stats"]
         for user, backup in made.items():
             assert tree(remote / "backup" / user) == tree(backup)

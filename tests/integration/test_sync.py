@@ -118,8 +118,11 @@ def test_mirror_is_exact_incremental_and_stats_are_exact(setup):
     assert (versions / "alice/-leading-dash").read_text() == "dash"
     assert (versions / "bob/a/b/c/d/deep.txt").read_text() == "deep"
     assert sorted(p.name for p in remote.iterdir()) == ["backup", "versions"]
+    # Both users had a clean index: an incremental sync, whose deletion is a
+    # server-side move into the versions folder.
+    assert changed["stats"]["sync_modes"] == {"alice": "incremental", "bob": "incremental"}
     log = daemon.data_dir / "job-logs" / f"{changed['id']}.log"
-    assert '"Moved into backup dir"' in log.read_text()
+    assert '"Moved (server-side)", "object": "alice/-leading-dash"' in log.read_text()
 
 
 def test_a_user_whose_tree_vanished_keeps_the_remote_copy(setup, sshd):

@@ -12,7 +12,7 @@ from anemoned.destinations import check_host, check_name, check_remote_path, che
 from anemoned.protocol import ErrorCode
 from anemoned.api.dispatch import to_rpc_error
 from anemoned.errors import AnemoneError
-from anemoned.sync import include_rules
+from anemoned.sync_argv import include_rules
 from anemoned.users import safe_user_name
 
 NASTY = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80) | st.sampled_from(

@@ -6,7 +6,7 @@ import pytest
 
 from anemoned.identity import UserIdentity
 from anemoned.rclone_stats import StatsCollector
-from anemoned.sync import include_rules, source_env, sync_args
+from anemoned.sync_argv import include_rules, source_env, sync_args
 from anemoned.users import LocalUser, UserState, make_plan, safe_user_name
 from anemoned.usertree import TreeScan, parse
 from anemoned.versions import delete_limit

@@ -1,0 +1,35 @@
+"""What a sync job is asked to do (SyncSettings, decided before it
+starts) and what the engine (sync.py) reports back (SyncResult)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """What one sync job does, decided before it starts."""
+
+    remote_path: str
+    dry_run: bool = False
+    max_delete: int | None = None  # None: no limit (the operator allowed the deletions)
+    versions_folder: str | None = None  # None: deleted and overwritten files are not kept
+    allow_empty: frozenset[str] = frozenset()
+    stall_timeout_s: float = 300.0
+
+
+@dataclass
+class SyncResult:
+    ok: bool
+    error: str | None
+    #: per user: the contract's per-user stats, status succeeded, failed,
+    #: stalled (from this engine), plus their `error` when not succeeded
+    users: dict[str, dict[str, Any]]
+    checks: int = 0
+    refused_deletes: int = 0
+    #: the destination-level failure class, when the destination failed
+    failure_class: str | None = None
+    #: per succeeded user: rclone's confirmations (remote_index.py)
+    confirmed: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    #: per succeeded incremental user: the paths its deletions removed
+    deleted: dict[str, list[str]] = field(default_factory=dict)
