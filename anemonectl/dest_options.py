@@ -42,6 +42,13 @@ def add(p: argparse.ArgumentParser, adding: bool) -> None:
                    help="stop a user's transfer after this long without progress (default 300)")
     p.add_argument("--full-sync-every", type=int, metavar="DAYS",
                    help="sync unchanged users too every DAYS days (default 7, 0: every sync)")
+    # How the link is used (anemoned/link_options.py checks the values).
+    p.add_argument("--transfers", type=int, metavar="N", help="files uploaded at once (default 4)")
+    p.add_argument("--checkers", type=int, metavar="N", help="directories listed and files compared at once (default 5)")
+    p.add_argument("--connections", type=int, metavar="N",
+                   help="SSH connections to the server, at most 10 and at least transfers + checkers + 1 (default 10)")
+    p.add_argument("--bwlimit", metavar="TIMETABLE",
+                   help='bandwidth of syncs: "2M", "off", or a timetable such as "08:00,2M 19:00,off" (default off)')
 
 
 def fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,6 +60,7 @@ def fields(args: argparse.Namespace) -> dict[str, Any]:
         "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
         "warn_free_percent": args.warn_free_percent, "stall_timeout": args.stall_timeout,
         "full_sync_every": args.full_sync_every, "verify_download": args.verify_download, "max_age": args.max_age,
+        "transfers": args.transfers, "checkers": args.checkers, "connections": args.connections, "bwlimit": args.bwlimit,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True

@@ -13,7 +13,7 @@ import json
 import os
 import logging
 
-from . import access, conntest, keys, pins, protocol, reach, restore, usage
+from . import access, conntest, keys, link_options, pins, protocol, reach, restore, usage
 from .access import key_path
 from .destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name,
                            check_password, check_remote_path, check_user)
@@ -229,6 +229,7 @@ def _read_fields(p: Params, adding: bool) -> dict[str, Any]:
             fields[name] = value
     if p.has("max_age"):
         fields["max_age_s"] = parse_max_age(p.str("max_age", max_len=20))
+    link_options.read_fields(p, fields)  # transfers, checkers, connections, bwlimit
     fingerprint = p.str("host_key_fingerprint", required=False, max_len=100)
     if fingerprint is not None:
         check_fingerprint(fingerprint)
@@ -275,7 +276,7 @@ async def dest_add(daemon: "Daemon", p: Params) -> dict[str, Any]:
     dest = Destination(name=name, host=fields["host"], port=fields["port"], user=fields["user"], auth=auth["auth"],
                        key_file=auth["key_file"], password_enc=auth["password_enc"], remote_path=fields["remote_path"],
                        enabled=fields.get("enabled", True), verify_download=fields.get("verify_download", False),
-                       host_key=key, created_at=iso(utc_now()) or "",
+                       host_key=key, created_at=iso(utc_now()) or "", link=link_options.merged({}, fields),
                        **{k: fields[k] for k in SAFETY_FIELDS if k in fields})
     daemon.store.insert_destination(dest.to_row())
     await pins.pin(daemon.store, daemon.config, name, dest.host, dest.port, scanned)
@@ -294,6 +295,8 @@ async def dest_edit(daemon: "Daemon", p: Params) -> dict[str, Any]:
     changes: dict[str, Any] = {k: fields[k] for k in ("host", "port", "user", "remote_path", "enabled", "verify_download",
                                                       *SAFETY_FIELDS)
                                if k in fields}
+    if any(k in fields for k in link_options.FIELDS):
+        changes["link"] = link_options.merged(dest.link, fields)
     moved = any(k in changes and changes[k] != getattr(dest, k) for k in ("host", "port", "user"))
     if moved and dest.auth == "password" and "password" not in fields and "key_file" not in fields:
         # The stored password is only ever sent to the server it was given for.

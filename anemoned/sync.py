@@ -138,6 +138,8 @@ class SyncSettings:
     versions_folder: str | None = None  # None: deleted and overwritten files are not kept
     allow_empty: frozenset[str] = frozenset()
     stall_timeout_s: float = 300.0
+    #: the destination's parallelism and bandwidth flags (link_options.py)
+    link_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -311,7 +313,7 @@ class Engine:
                    **source_env(batch, [self.attach.ssh_command(g) for g in grants], reads_chunk=self.reads_chunk,
                                 emptied=emptied, empty_dir=empty_dir)}
             args = sync_args(self.settings.remote_path, filter_file, self.settings.dry_run, max_delete=budget,
-                             versions=self.settings.versions_folder)
+                             versions=self.settings.versions_folder) + list(self.settings.link_args)
             if self.runs > 1:
                 self.log.note("sync run again for the users not yet done", users=",".join(sorted(synced)))
 
