@@ -23,8 +23,9 @@ RCLONE = str(Path(sys.executable).parent / "rclone")
 W2_ROUNDS = 5
 
 
-def make_users(users_dir: Path, n_users: int, files_per_user: int, seed: int, subdirs: int) -> int:
-    """Users with random files of 100 B - 20 KB, spread over `subdirs`
+def make_users(users_dir: Path, n_users: int, files_per_user: int, seed: int, subdirs: int,
+               max_size: int = 20_000) -> int:
+    """Users with random files of 100 B - max_size, spread over `subdirs`
     sub-directories of backup/ (0: all in backup/ itself)."""
     rng = random.Random(seed)
     total = 0
@@ -33,7 +34,7 @@ def make_users(users_dir: Path, n_users: int, files_per_user: int, seed: int, su
             sub = f"dir{f % subdirs}/" if subdirs else ""
             path = users_dir / f"user{u:04d}" / "backup" / f"{sub}file{f:03d}.dat"
             path.parent.mkdir(parents=True, exist_ok=True)
-            size = rng.randint(100, 20_000)
+            size = rng.randint(100, max_size)
             path.write_bytes(rng.randbytes(size))
             total += size
     return total

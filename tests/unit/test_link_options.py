@@ -42,16 +42,16 @@ def test_the_sync_flags_carry_the_normal_form_as_one_argument():
     assert o.dest_env() == {"RCLONE_CONFIG_DEST_CONNECTIONS": str(link_options.DEFAULT_CONNECTIONS)}
 
 
-def test_defaults_respect_openssh_and_rclones_connection_rule():
+def test_defaults_stay_within_openssh_default_maxstartups():
     d = LinkOptions()
-    assert d.connections <= 10 and d.transfers + d.checkers + 1 <= d.connections
+    assert d.connections <= 10 and d.transfers <= d.connections and d.checkers <= d.connections
 
 
 @pytest.mark.parametrize("stored, field", [
-    ({"connections": 11}, "connections"), ({"connections": 0}, "connections"), ({"transfers": 9}, "transfers"),
-    ({"checkers": True}, "checkers"), ({"transfers": "4"}, "transfers"),
-    ({"transfers": 8, "checkers": 2}, "connections"),  # 8 + 2 + 1 > 10
-    ({"transfers": 2, "checkers": 2, "connections": 4}, "connections"),
+    ({"connections": 11}, "connections"), ({"connections": 0}, "connections"), ({"transfers": 11}, "transfers"),
+    ({"checkers": True}, "checkers"), ({"transfers": "4"}, "transfers"), ({"checkers": -1}, "checkers"),
+    ({"transfers": 5, "checkers": 2, "connections": 4}, "transfers"),  # more than connections: only waiting
+    ({"checkers": 5, "connections": 4}, "checkers"),
     ({"bwlimit": "2M; rm -rf /"}, "bwlimit"),
 ])
 def test_stored_values_are_checked_again_and_as_a_whole(stored, field):
@@ -62,11 +62,11 @@ def test_stored_values_are_checked_again_and_as_a_whole(stored, field):
 
 
 def test_an_edit_is_checked_with_what_is_stored():
-    stored = link_options.merged({}, {"transfers": 2, "checkers": 2, "connections": 5})
+    stored = link_options.merged({}, {"transfers": 4, "checkers": 2, "connections": 5})
     assert link_options.merged(stored, {"bwlimit": None}) == {**stored, "bwlimit": None}
     with pytest.raises(RpcError) as info:
-        link_options.merged(stored, {"transfers": 3})  # 3 + 2 + 1 > 5
-    assert info.value.data == {"field": "connections"}
+        link_options.merged(stored, {"connections": 3})  # below the stored transfers
+    assert info.value.data == {"field": "transfers"}
     assert link_options.view(stored)["bwlimit"] == "off"
 
 
