@@ -43,9 +43,9 @@ def add(p: argparse.ArgumentParser, adding: bool) -> None:
     p.add_argument("--full-sync-every", type=int, metavar="DAYS",
                    help="sync unchanged users too every DAYS days (default 7, 0: every sync)")
     # How the link is used (anemoned/link_options.py checks the values).
-    p.add_argument("--transfers", type=int, metavar="N", help="files uploaded at once, at most connections")
+    p.add_argument("--transfers", type=int, metavar="N", help="files uploaded at once, at most connections (default 8)")
     p.add_argument("--checkers", type=int, metavar="N",
-                   help="directories listed and files compared at once, at most connections")
+                   help="directories listed and files compared at once, at most connections (default 8)")
     p.add_argument("--connections", type=int, metavar="N", help="SSH connections to the server, at most 10 (default 10)")
     p.add_argument("--bwlimit", metavar="TIMETABLE",
                    help='bandwidth of syncs: "2M", "off", or a timetable such as "08:00,2M 19:00,off" (default off)')

@@ -41,8 +41,8 @@ from .protocol import RpcError, invalid_params
 #: OpenSSH's default MaxStartups start (10:30:100): beyond this many
 #: connections in their handshake at once, sshd drops new ones at random.
 MAX_CONNECTIONS = 10
-DEFAULT_TRANSFERS = 4
-DEFAULT_CHECKERS = 5
+DEFAULT_TRANSFERS = 8
+DEFAULT_CHECKERS = 8
 DEFAULT_CONNECTIONS = 10
 FIELDS = ("transfers", "checkers", "connections", "bwlimit")
 

@@ -51,7 +51,7 @@ def test_defaults_stay_within_openssh_default_maxstartups():
     ({"connections": 11}, "connections"), ({"connections": 0}, "connections"), ({"transfers": 11}, "transfers"),
     ({"checkers": True}, "checkers"), ({"transfers": "4"}, "transfers"), ({"checkers": -1}, "checkers"),
     ({"transfers": 5, "checkers": 2, "connections": 4}, "transfers"),  # more than connections: only waiting
-    ({"checkers": 5, "connections": 4}, "checkers"),
+    ({"transfers": 2, "checkers": 5, "connections": 4}, "checkers"),
     ({"bwlimit": "2M; rm -rf /"}, "bwlimit"),
 ])
 def test_stored_values_are_checked_again_and_as_a_whole(stored, field):
