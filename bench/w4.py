@@ -36,14 +36,21 @@ class Yardsticks:
         ssh = f"ssh -F /dev/null -q -p {self.port} -i {self.key} -o UserKnownHostsFile={self.known_hosts} -o BatchMode=yes"
         argv = ["rsync", "-a", "--delete", "-e", ssh, f"{self.users_dir}/", f"{self.sshd.user}@{self.sshd.host}:"
                 f"{self.remote_rsync}/"]
-        return timed(lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL))
+        return timed(lambda: _run(argv))
 
     def rclone(self) -> float:
         opts = {"type": "sftp", "host": self.sshd.host, "port": str(self.port), "user": self.sshd.user,
                 "key_file": str(self.key), "known_hosts_file": str(self.known_hosts)}
         env = {**rclone.base_env(self.sshd.dir), **rclone.option_env(rclone.DEST_REMOTE, opts)}
         argv = [RCLONE, "sync", str(self.users_dir), rclone.dest_path(str(self.remote_rclone)), "--config", ""]
-        return timed(lambda: subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL))
+        return timed(lambda: _run(argv, env))
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """Quietly (the server's account has no home: ssh says so on every login)."""
+    res = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited {res.returncode}: {res.stderr[-1000:]}")
 
 
 def change_files(users_dir: Path, n_users: int) -> None:
