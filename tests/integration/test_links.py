@@ -32,7 +32,7 @@ def linked(make_daemon, sshd: SshServer):
                 "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint()]
         # Refused, naming the field, and nothing saved.
         for bad, field in ((["--connections", "11"], "connections"), (["--bwlimit", "08:00,2M 25:00,off"], "bwlimit"),
-                           (["--connections", "4", "--checkers", "6"], "checkers"), (["--bwlimit", "2M;x"], "bwlimit")):
+                           (["--transfers", "2", "--connections", "4", "--checkers", "6"], "checkers"), (["--bwlimit", "2M;x"], "bwlimit")):
             res = daemon.ctl(*args, *bad)
             assert res.returncode == 2 and f"{field}: " in res.stderr, res.stderr
         assert daemon.ctl_json("dest", "list") == []
