@@ -1,11 +1,15 @@
 """A destination over a real link (testbed/linksim.py between the real
 daemon's rclone and a real sshd): its link options reach rclone as given,
-a link that goes silent fails the job as `timeout` within a minute, and a
-link that comes back in time does not fail it."""
+on every rclone run of a sync (full, incremental copy, deletions), a link
+that goes silent fails the job as `timeout` within a minute, and a link
+that comes back in time does not fail it."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,3 +119,54 @@ def test_a_link_that_comes_back_in_time_does_not_fail_the_job(linked):
     assert done["state"] == "succeeded", done
     for user in ("alice", "bob"):
         assert snapshot(remote / "backup" / user) == snapshot(daemon.users_dir / user / "backup")
+
+
+def test_every_rclone_run_of_a_sync_carries_the_link_options(make_daemon, sshd: SshServer):
+    """Not only a full `rclone sync`: an incremental sync's `copy
+    --files-from-raw` and its deletions' server-side `move` (or `delete`,
+    versions off) run with the destination's transfers, checkers and
+    bwlimit, and `connections` on the destination remote. The daemon runs
+    the real rclone through a wrapper that writes down each run's argv."""
+    real = Path(sys.executable).parent / "rclone"
+    spy = Path(tempfile.mkdtemp(prefix="anemone-rclone-spy-"))
+    try:
+        spy.chmod(0o777)  # the daemon may run as its own account
+        wrapper = spy / "rclone"
+        wrapper.write_text("#!/bin/sh\n"
+                           f"printf '%s\\0' \"${{RCLONE_CONFIG_DEST_CONNECTIONS-}}\" \"$@\" > {spy}/run.$$\n"
+                           f"exec {real} \"$@\"\n")
+        wrapper.chmod(0o755)
+        daemon = make_daemon(rclone=str(wrapper))
+        sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+        remote = sshd.remote_dir("dest")
+        daemon.add_destination("d", sshd, remote, "--transfers", "2", "--checkers", "3", "--connections", "3",
+                               "--bwlimit", "64M")
+        users, t0 = daemon.users_dir, 1_700_000_000
+        for i in range(4):
+            write(users / f"alice/backup/f{i}.txt", f"alice {i}\n", t0)
+        daemon.own_trees()
+
+        def sync() -> dict:
+            return daemon.ctl_json("sync", "d", "--wait", timeout_s=300)
+
+        assert sync()["state"] == "succeeded"
+        write(users / "alice/backup/f0.txt", "alice 0 changed\n", t0 + 60)
+        (users / "alice/backup/f1.txt").unlink()
+        second = sync()
+        assert second["state"] == "succeeded" and second["stats"]["sync_modes"] == {"alice": "incremental"}, second
+        daemon.ctl_json("dest", "edit", "d", "--keep-versions-days", "0")
+        (users / "alice/backup/f2.txt").unlink()
+        third = sync()
+        assert third["state"] == "succeeded" and third["stats"]["sync_modes"] == {"alice": "incremental"}, third
+        assert snapshot(remote / "backup/alice") == snapshot(users / "alice/backup")
+
+        runs = [f.read_bytes().split(b"\0")[:-1] for f in spy.glob("run.*")]
+        syncing = [[a.decode() for a in r] for r in runs if len(r) > 1 and r[1] in (b"sync", b"copy", b"move",
+                                                                                      b"delete")]
+        assert sorted({r[1] for r in syncing}) == ["copy", "delete", "move", "sync"], syncing
+        for connections, *argv in syncing:
+            assert connections == "3", argv
+            for flag, value in (("--transfers", "2"), ("--checkers", "3"), ("--bwlimit", "64M")):
+                assert argv[argv.index(flag) + 1] == value, argv
+    finally:
+        shutil.rmtree(spy, ignore_errors=True)
