@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .destinations import USER_RE
-from .identity import NotAUser, UserIdentity, tree_identity
+from .identity import Accounts, NotAUser, UserIdentity, tree_identity
 from . import scans, usertree
 from .usertree import TreeScan
 
@@ -76,6 +76,7 @@ def discover(users_dir: Path, daemon_uid: int) -> tuple[list[LocalUser], list[st
         entries = sorted(os.scandir(users_dir), key=lambda e: e.name)
     except FileNotFoundError:
         return [], [f"users_dir {users_dir} does not exist"]
+    accounts = Accounts()
     for entry in entries:
         if not entry.is_dir(follow_symlinks=False):
             continue
@@ -84,7 +85,8 @@ def discover(users_dir: Path, daemon_uid: int) -> tuple[list[LocalUser], list[st
             continue
         backup = Path(entry.path) / "backup"
         try:
-            users.append(LocalUser(entry.name, backup, None, tree_identity(Path(entry.path), entry.name, daemon_uid)))
+            users.append(LocalUser(entry.name, backup, None,
+                                   tree_identity(Path(entry.path), entry.name, daemon_uid, accounts)))
         except NotAUser as why:
             users.append(LocalUser(entry.name, backup, str(why)))
         except OSError as err:
