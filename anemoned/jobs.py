@@ -9,24 +9,15 @@ can observe it. Jobs that were running when the daemon died come back as
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from typing import Any, Awaitable, Callable
 
 from . import crash
 from .logs import event
 from .errors import AnemoneError, Conflict, NotFound
+from .jobtypes import JobKind, JobState, Trigger
 from .store import Store
 from .timeutil import iso, utc_now
-
-class JobState(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # an operator cancelled it
-    INTERRUPTED = "interrupted"  # the daemon stopped or died under it
-
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.INTERRUPTED}),
@@ -38,7 +29,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 #: Kinds of which a destination has at most one queued or running job.
-DEDUPLICATED = ("sync", "verify", "usage")
+DEDUPLICATED = (JobKind.SYNC, JobKind.VERIFY, JobKind.USAGE)
 #: Finished jobs kept per destination (with their logs).
 HISTORY_PER_DESTINATION = 100
 
@@ -66,7 +57,7 @@ JobFunction = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], Await
 
 
 class JobQueue:
-    def __init__(self, store: Store, max_concurrent: int, functions: dict[str, JobFunction],
+    def __init__(self, store: Store, max_concurrent: int, functions: dict[JobKind, JobFunction],
                  on_change: Callable[[], None] = lambda: None, on_finished: Callable[[dict[str, Any]], None] = lambda j: None,
                  on_prune: Callable[[list[int]], None] = lambda ids: None,
                  on_started: Callable[[dict[str, Any]], None] = lambda j: None,
@@ -126,7 +117,7 @@ class JobQueue:
             raise NotFound(f"no job with id {job_id}", field="id")
         return row
 
-    def active_for(self, destination: str, kind: str | None = None) -> dict[str, Any] | None:
+    def active_for(self, destination: str, kind: JobKind | None = None) -> dict[str, Any] | None:
         rows = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
         rows = [r for r in rows if kind is None or r["kind"] == kind]
         return rows[0] if rows else None
@@ -139,7 +130,7 @@ class JobQueue:
 
     # -- changes -------------------------------------------------------------------
 
-    def submit(self, destination: str, kind: str, dry_run: bool, trigger: str,
+    def submit(self, destination: str, kind: JobKind, dry_run: bool, trigger: Trigger,
                options: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
         """Queue a job, or return the destination's queued/running job of
         the same kind (asking twice for a sync gives one sync); a restore is
@@ -264,7 +255,7 @@ class JobQueue:
             self.progress[job_id] = progress
 
         try:
-            outcome = await self.functions[row["kind"]](self.get(job_id), report)
+            outcome = await self.functions[JobKind(row["kind"])](self.get(job_id), report)
         except asyncio.CancelledError:
             if job_id in self.cancel_requested:
                 outcome = JobOutcome(JobState.CANCELLED, "cancelled by the operator")

@@ -24,6 +24,7 @@ from .api.context import Context, Runtime
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .jobs import JobOutcome, JobQueue
+from .jobtypes import JobKind, Trigger
 from .logs import event, set_level, setup_logging
 from .monitoring import Monitor
 from .protocol import Request
@@ -57,10 +58,10 @@ class Daemon:
         self.attach = AttachServer(config.data_dir / "attach", sftp_server)
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
         job_functions = {
-            "sync": self._job(run_sync_job),
-            "restore": self._job(restore_job),
-            "verify": self._job(verify_job),
-            "usage": self._job(remote_jobs.usage_job),
+            JobKind.SYNC: self._job(run_sync_job),
+            JobKind.RESTORE: self._job(restore_job),
+            JobKind.VERIFY: self._job(verify_job),
+            JobKind.USAGE: self._job(remote_jobs.usage_job),
         }
         self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status,
                                tz=lambda: self.schedules.zone())
@@ -104,11 +105,11 @@ class Daemon:
         the backup it was making is still wanted."""
         for job_id in self.interrupted:
             job = self.store.job_row(job_id)
-            if job is None or job["kind"] != "sync" or job["dry_run"]:
+            if job is None or job["kind"] != JobKind.SYNC or job["dry_run"]:
                 continue
             dest = self.store.destination_row(job["destination"])
             if dest is not None and dest["enabled"]:
-                self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
+                self.jobs.submit(job["destination"], JobKind.SYNC, False, trigger=Trigger.CATCH_UP, options=job["options"])
 
     def _job_finished(self, job: dict[str, Any]) -> None:
         self.schedules.job_finished(job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Conflict, InvalidField
+from ..jobtypes import JobKind, Trigger
 from ..protocol.methods import JobId, JobList, JobWait, Sync
 from ..users import safe_user_name
 from .context import Context
@@ -20,7 +21,7 @@ async def sync(ctx: Context, p: Sync) -> dict[str, Any]:
         raise Conflict(f"destination {p.destination!r} is disabled; enable it first "
                        f"(anemonectl dest enable {p.destination!r})")
     options = {"allow_deletes": p.allow_deletes, "allow_empty": sorted(set(p.allow_empty)), "full": p.full}
-    row, _created = ctx.jobs.submit(p.destination, "sync", p.dry_run, trigger="manual", options=options)
+    row, _created = ctx.jobs.submit(p.destination, JobKind.SYNC, p.dry_run, trigger=Trigger.MANUAL, options=options)
     return ctx.jobs.view(row)
 
 
