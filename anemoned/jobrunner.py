@@ -1,6 +1,10 @@
 """The one job runner: every job kind loads its destination, opens its
-job log and builds the rclone environment the same way, here, and is then
-a function `operation(run) -> JobOutcome`."""
+job log and builds the rclone environment the same way, here.
+
+Each kind is one module exposing `run(ctx: JobContext) -> JobOutcome`
+(sync_job, restore_job, verify_job, usage_job), which hands run_job its
+operation, `operation(run: JobRun) -> JobOutcome`; service.py maps each
+JobKind to its module's run."""
 from __future__ import annotations
 
 from dataclasses import dataclass

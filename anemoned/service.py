@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, crash, remote_jobs, spawner, userproc
+from . import __version__, access, caps, crash, restore_job, spawner, sync_job, usage_job, userproc, verify_job
 from .api import data, dest, job, notify, status  # noqa: F401 (each registers its methods)
 from .api import dispatch as api_dispatch, views
 from .api.context import Context, Runtime
@@ -33,9 +33,6 @@ from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
 from .store import Store, StoreError
 from .jobrunner import JobContext
-from .restore_job import restore_job
-from .sync_job import run_sync_job
-from .verify import verify_job
 from .systemd_notify import Notifier
 
 
@@ -58,10 +55,10 @@ class Daemon:
         self.attach = AttachServer(config.data_dir / "attach", sftp_server)
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
         job_functions = {
-            JobKind.SYNC: self._job(run_sync_job),
-            JobKind.RESTORE: self._job(restore_job),
-            JobKind.VERIFY: self._job(verify_job),
-            JobKind.USAGE: self._job(remote_jobs.usage_job),
+            JobKind.SYNC: self._job(sync_job.run),
+            JobKind.RESTORE: self._job(restore_job.run),
+            JobKind.VERIFY: self._job(verify_job.run),
+            JobKind.USAGE: self._job(usage_job.run),
         }
         self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status,
                                tz=lambda: self.schedules.zone())

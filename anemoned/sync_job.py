@@ -62,7 +62,7 @@ def users_error(users: dict[str, dict[str, Any]]) -> str | None:
     return f"{len(bad)} of {tried} users not backed up: {named}{more}"
 
 
-async def run_sync_job(ctx: JobContext) -> JobOutcome:
+async def run(ctx: JobContext) -> JobOutcome:
     return await run_job(ctx, _sync, uploads=True)
 
 

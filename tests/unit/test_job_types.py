@@ -30,3 +30,21 @@ def test_a_member_is_its_string_everywhere_it_goes():
         assert f"{member}" == str(member) == member.value
         assert json.dumps(member) == json.dumps(member.value)
     assert JobKind("sync") is JobKind.SYNC and "sync" == JobKind.SYNC  # a row read back from the store
+
+
+def test_each_kind_is_one_module_with_run_through_the_one_runner():
+    import ast
+    import importlib
+    import inspect
+    for kind in JobKind:
+        module = importlib.import_module(f"anemoned.{kind.value}_job")
+        assert inspect.iscoroutinefunction(module.run), kind
+        assert list(inspect.signature(module.run).parameters) == ["ctx"], kind
+        # run hands its operation to jobrunner.run_job (the one place that
+        # loads the destination, opens the log and builds rclone's environment)
+        tree = ast.parse(inspect.getsource(module.run))
+        called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert "run_job" in called, kind
+    service = (Path(__file__).resolve().parents[2] / "anemoned" / "service.py").read_text()
+    for kind in JobKind:
+        assert f"JobKind.{kind.name}: self._job({kind.value}_job.run)" in service
