@@ -17,6 +17,7 @@ from .config import Config
 from .destinations import Destination
 from .joblog import JobLog
 from .jobs import JobOutcome, JobState
+from .jobtypes import Job
 from .errors import AnemoneError
 from .store import Store
 
@@ -31,7 +32,7 @@ class JobContext:
     store: Store
     binary: str
     attach: AttachServer
-    job: dict[str, Any]
+    job: Job
     report: Report
     log_path: Path
 
@@ -48,12 +49,12 @@ class JobRun:
 
     @property
     def options(self) -> dict[str, Any]:
-        return self.ctx.job.get("options") or {}
+        return self.ctx.job.options or {}
 
 
 async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOutcome]], *, hashcheck: bool = False,
                   uploads: bool = False) -> JobOutcome:
-    row = ctx.store.destination_row(ctx.job["destination"])
+    row = ctx.store.destination_row(ctx.job.destination)
     if row is None:
         return JobOutcome(JobState.FAILED, "the destination no longer exists")
     dest = Destination.from_row(row)

@@ -130,7 +130,8 @@ def _user_lines(job: dict[str, Any]) -> list[str]:
 
 
 def job_message(event: str, job: dict[str, Any], host: str) -> Message:
-    """The message for a finished job: failure, recovery or success."""
+    """The message for a finished job (as `job show --json` shows it):
+    failure, recovery or success."""
     what = f"{job['kind']} of destination {job['destination']!r}"
     verb = {"failure": "failed", "recovery": "succeeded again", "success": "succeeded"}[event]
     lines = [f"The {what} {verb} on {host}.", f"Job: {job['id']} ({job['trigger']}), finished {job['finished_at']}"]

@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
 from .jobs import JobQueue
-from .jobtypes import JobKind, Trigger
+from .jobtypes import Job, JobKind, JobState, Trigger
 from .logs import event
 from .scheduler import after_scheduled_finish, after_scheduled_start, next_run, skip_missed, zone
 from .store import Store
@@ -160,21 +160,21 @@ class ScheduleLoop:
         is_retry = bool(state.get("retry_at")) and datetime.fromisoformat(state["retry_at"]) <= now
         job, created = self.jobs.submit(row["name"], kind, False, trigger=Trigger.RETRY if is_retry else Trigger.SCHEDULE)
         if not created:
-            event(logging.INFO, "scheduled moment absorbed by the running job", dest=row["name"], job=job["id"])
+            event(logging.INFO, "scheduled moment absorbed by the running job", dest=row["name"], job=job.id)
         self.store.update_destination(row["name"], {state_col: after_scheduled_start(state, now, is_retry)})
 
-    def job_finished(self, job: dict[str, Any]) -> None:
+    def job_finished(self, job: Job) -> None:
         """Retry bookkeeping after a scheduled job ended."""
-        if job["trigger"] in (Trigger.SCHEDULE, Trigger.RETRY) and job["kind"] in SCHEDULED_KINDS:
-            row = self.store.destination_row(job["destination"])
+        if job.trigger in (Trigger.SCHEDULE, Trigger.RETRY) and job.kind in SCHEDULED_KINDS:
+            row = self.store.destination_row(job.destination)
             if row is not None:
-                kind = JobKind(job["kind"])
+                kind = job.kind
                 schedule_col, state_col = SCHEDULED_KINDS[kind]
                 state = self._guarded(row, kind, lambda: after_scheduled_finish(
-                    row[schedule_col], row[state_col], job["state"] == "succeeded", self.clock(), self.zone()))
+                    row[schedule_col], row[state_col], job.state == JobState.SUCCEEDED, self.clock(), self.zone()))
                 if state is not None:
                     self.store.update_destination(row["name"], {state_col: state})
                     if state.get("retry_at"):
-                        event(logging.WARNING, f"scheduled {job['kind']} failed; retrying later", dest=row["name"],
-                              job=job["id"], retry_at=state["retry_at"], failures=state["failures"])
+                        event(logging.WARNING, f"scheduled {job.kind} failed; retrying later", dest=row["name"],
+                              job=job.id, retry_at=state["retry_at"], failures=state["failures"])
         self.wake.set()

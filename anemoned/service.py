@@ -24,7 +24,7 @@ from .api.context import Context, Runtime
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .jobs import JobOutcome, JobQueue
-from .jobtypes import JobKind, Trigger
+from .jobtypes import Job, JobKind, Trigger
 from .logs import event, set_level, setup_logging
 from .monitoring import Monitor
 from .protocol import Request
@@ -92,23 +92,24 @@ class Daemon:
 
     def _job(self, fn: Callable[[JobContext], Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
         """A job function bound to the daemon's current config and rclone."""
-        async def run(job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
+        async def run(job: Job, report: Callable[[dict[str, Any]], None]) -> JobOutcome:
             return await fn(JobContext(self.config, self.store, self.runtime.rclone_binary, self.attach, job, report,
-                                       self.job_log_path(job["id"])))
+                                       self.job_log_path(job.id)))
         return run
 
     def _catch_up_interrupted(self) -> None:
         """A sync cut short by a crash or stop runs again soon after start-up:
         the backup it was making is still wanted."""
         for job_id in self.interrupted:
-            job = self.store.job_row(job_id)
-            if job is None or job["kind"] != JobKind.SYNC or job["dry_run"]:
+            row = self.store.job_row(job_id)
+            job = Job.from_row(row) if row is not None else None
+            if job is None or job.kind != JobKind.SYNC or job.dry_run:
                 continue
-            dest = self.store.destination_row(job["destination"])
+            dest = self.store.destination_row(job.destination)
             if dest is not None and dest["enabled"]:
-                self.jobs.submit(job["destination"], JobKind.SYNC, False, trigger=Trigger.CATCH_UP, options=job["options"])
+                self.jobs.submit(job.destination, JobKind.SYNC, False, trigger=Trigger.CATCH_UP, options=job.options)
 
-    def _job_finished(self, job: dict[str, Any]) -> None:
+    def _job_finished(self, job: Job) -> None:
         self.schedules.job_finished(job)
         self.monitor.job_finished(job)
 
