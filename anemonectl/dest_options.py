@@ -12,7 +12,7 @@ from anemoned.protocol.fields import Whole
 from anemoned.protocol.methods import DEST_FIELDS
 
 METAVARS = {"max_delete": "N", "max_delete_percent": "P", "keep_versions_days": "D", "warn_free_percent": "P",
-            "stall_timeout": "SECONDS", "full_sync_every": "DAYS"}
+            "stall_timeout": "SECONDS", "full_sync_every": "DAYS", "bwlimit": "TIMETABLE"}
 
 
 def add(p: argparse.ArgumentParser, adding: bool) -> None:
@@ -38,10 +38,15 @@ def add(p: argparse.ArgumentParser, adding: bool) -> None:
     trust.add_argument("--trust-host-key", action="store_true", help="pin whatever host key the server shows now")
     # The limits come from the protocol's one list of destination fields,
     # with their defaults: the help cannot disagree with the daemon.
+    # A default of None is the daemon's to fill in (the link fields: their
+    # doc says it).
     for name, spec, default, doc, _alt in DEST_FIELDS:
+        shown = doc if default is None else f"{doc} (default {default})"
         if isinstance(spec, Whole) and name != "port":
             p.add_argument("--" + name.replace("_", "-"), type=int, metavar=METAVARS.get(name, "N"),
-                           help=f"{doc} (default {default})".replace("%", "%%"))
+                           help=shown.replace("%", "%%"))
+        elif name == "bwlimit":  # checked by the daemon (anemoned/link_options.py), passed on as given
+            p.add_argument("--bwlimit", metavar=METAVARS[name], help=shown.replace("%", "%%"))
 
 
 def fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,6 +58,8 @@ def fields(args: argparse.Namespace) -> dict[str, Any]:
         "max_delete_percent": args.max_delete_percent, "keep_versions_days": args.keep_versions_days,
         "warn_free_percent": args.warn_free_percent, "stall_timeout": args.stall_timeout,
         "full_sync_every": args.full_sync_every, "verify_download": args.verify_download, "max_age": args.max_age,
+        "transfers": args.transfers, "checkers": args.checkers, "connections": args.connections,
+        "bwlimit": args.bwlimit,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True

@@ -86,6 +86,13 @@ def last_sync(ls: dict[str, Any] | None) -> str:
     return text
 
 
+def link(d: dict[str, Any]) -> str:
+    """Parallelism and bandwidth schedule, as the daemon uses them."""
+    text = (f"{d.get('transfers')} transfers, {d.get('checkers')} checkers, at most {d.get('connections')} "
+            f"SSH connections; bandwidth {d.get('bwlimit') or 'off'}")
+    return text + (f" (refused: {d['link_error']})" if d.get("link_error") else "")
+
+
 def destination(d: dict[str, Any]) -> str:
     auth = f"key {d['key_file']}" if d["auth"] == "key" else "password"
     lines = [
@@ -98,6 +105,7 @@ def destination(d: dict[str, Any]) -> str:
         + (f"versions kept {d['keep_versions_days']} days" if d["keep_versions_days"] else "no versions kept"),
         f"  per user:    stopped after {d.get('stall_timeout', 300)} s without progress; full sync every "
         + (f"{d['full_sync_every']} days" if d.get("full_sync_every") else "sync"),
+        f"  link:        {link(d)}",
         f"  next run:    {d.get('next_run') or '-'}",
         f"  verify:      {schedule(d.get('verify_schedule'))}"
         + (" (by downloading)" if d.get("verify_download") else "")

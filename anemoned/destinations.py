@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from . import link_options
 from .hostkeys import HostKey
 from .errors import InvalidField
 
@@ -64,6 +65,8 @@ class Destination:
     max_age_s: int = 0
     #: what the overdue check last told: {"overdue_since": ISO} or {}
     monitor_state: dict[str, Any] = field(default_factory=dict)
+    #: the link options set for it (link_options.FIELDS; absent: default)
+    link: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Destination":
@@ -80,6 +83,7 @@ class Destination:
             full_sync_every=row.get("full_sync_every", 7), verify_download=bool(row.get("verify_download")),
             notifications=row.get("notifications") or [],
             ping=row.get("ping"), max_age_s=row.get("max_age_s") or 0, monitor_state=row.get("monitor_state") or {},
+            link=row.get("link") or {},
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -95,7 +99,7 @@ class Destination:
             "server_version": self.server_version, "stall_timeout": self.stall_timeout,
             "full_sync_every": self.full_sync_every, "verify_download": self.verify_download,
             "notifications": self.notifications, "ping": self.ping,
-            "max_age_s": self.max_age_s, "monitor_state": self.monitor_state,
+            "max_age_s": self.max_age_s, "monitor_state": self.monitor_state, "link": self.link,
         }
 
     def public(self) -> dict[str, Any]:
@@ -113,6 +117,7 @@ class Destination:
             # URLs can hold tokens: only their redacted form is ever shown.
             "notifications": [{"id": n["id"], "policy": n["policy"], "url": n["shown"]} for n in self.notifications],
             "ping_url": self.ping["shown"] if self.ping else None,
+            **link_options.view(self.link),
         }
 
 

@@ -19,6 +19,8 @@ from .identity import UserIdentity
 
 #: seconds without a tree's listing after which the trees after it go to a new scanner
 HEDGE_AFTER_S = 2.0
+#: a scanner's share of trees is at most about this much of JSON
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 class ScanStalled(Exception):
@@ -35,9 +37,28 @@ Result = tuple[bytes, bytes] | Exception
 async def scan_trees(trees: list[tuple[UserIdentity, str]], idle_timeout_s: float) -> list[Result]:
     """(records, complaints) for each tree, in order; ScanStalled or
     ScannerFailed for a tree that could not be listed."""
-    results: list[Result | None] = [None] * len(trees)
-    await _scan_from(trees, 0, results, idle_timeout_s)
-    return [r if r is not None else ScannerFailed("not listed") for r in results]
+    results: list[Result] = []
+    for batch in _batches(trees):
+        listed: list[Result | None] = [None] * len(batch)
+        await _scan_from(batch, 0, listed, idle_timeout_s)
+        results += [r if r is not None else ScannerFailed("not listed") for r in listed]
+    return results
+
+
+def _batches(trees: list[tuple[UserIdentity, str]]) -> list[list[tuple[UserIdentity, str]]]:
+    """The trees in runs whose request fits in one message to the spawner
+    (a datagram is bounded by the socket's buffer, ~200 KB): thousands of
+    users, or users in hundreds of groups, take several scanners in turn."""
+    batches: list[list[tuple[UserIdentity, str]]] = [[]]
+    size = 0
+    for identity, path in trees:
+        cost = len(path.encode(errors="surrogateescape")) + 12 * (len(identity.groups) + 3) + 64
+        if batches[-1] and size + cost > MAX_REQUEST_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append((identity, path))
+        size += cost
+    return [b for b in batches if b]
 
 
 async def _scan_from(trees: list[tuple[UserIdentity, str]], first: int, results: list[Result | None],

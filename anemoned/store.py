@@ -130,6 +130,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (destination, user, path)
     ) WITHOUT ROWID;
     """,
+    # 10 -> 11: how the link is used (link_options.py): the transfers,
+    # checkers, connections and bwlimit set for the destination; absent
+    # ones take the defaults of the running version.
+    """
+    ALTER TABLE destinations ADD COLUMN link TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -313,7 +319,8 @@ def _statements(script: str) -> Iterator[str]:
 
 
 _JSON_COLUMNS = {"schedule", "last_test", "stats", "schedule_state", "options", "verify_schedule",
-                 "verify_schedule_state", "notifications", "ping", "monitor_state"}
+                 "verify_schedule_state", "notifications", "ping", "monitor_state",
+                 "link"}
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:

@@ -219,7 +219,7 @@ class Engine:
             listed.write_bytes(files_from(todo))
             task = asyncio.ensure_future(rclone.run(
                 self.binary, delete_args(self.settings.remote_path, listed, self.settings.dry_run,
-                                         self.settings.versions_folder), self.dest_env,
+                                         self.settings.versions_folder) + list(self.settings.link_args), self.dest_env,
                 on_record=self._recorder(collector), keep_records=False))
             stalled, silent = await self._watch(task, collector)
         finally:
@@ -305,7 +305,7 @@ class Engine:
                                 emptied=emptied, empty_dir=empty_dir)}
             args = sync_args(self.settings.remote_path, filter_file if files is None else None, self.settings.dry_run,
                              max_delete=budget, versions=self.settings.versions_folder,
-                             files_from=filter_file if files is not None else None)
+                             files_from=filter_file if files is not None else None) + list(self.settings.link_args)
             if self.runs > 1:
                 self.log.note("sync run again for the users not yet done", users=",".join(sorted(synced)))
             task = asyncio.ensure_future(rclone.run(self.binary, args, env, on_record=self._recorder(collector),

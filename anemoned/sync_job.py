@@ -26,8 +26,9 @@ from . import rclone, reach, usage
 from .destinations import Destination
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
+from .link_options import LinkOptions
 from .logs import event
-from .errors import AnemoneError
+from .errors import AnemoneError, InvalidField
 from .rclone_stats import new_user_stats
 from .restore import list_versions
 from .sync import Engine
@@ -76,12 +77,17 @@ async def _sync(run: JobRun) -> JobOutcome:
     here = {n: s for n, s in states.items() if s.remote_path == place}
     remote_files = sum(s.files for s in here.values()) if here else None
     options = run.options
+    try:
+        link = LinkOptions.of(dest.link)
+    except InvalidField as err:  # a stored value that no longer validates (a hand-edited database)
+        return JobOutcome(JobState.FAILED, err.message)
     settings = SyncSettings(
         remote_path=dest.remote_path, dry_run=job.dry_run,
         max_delete=None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent,
                                                                            remote_files),
         versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
-        allow_empty=frozenset(options.get("allow_empty") or ()), stall_timeout_s=float(dest.stall_timeout))
+        allow_empty=frozenset(options.get("allow_empty") or ()), stall_timeout_s=float(dest.stall_timeout),
+        link_args=tuple(link.sync_args()))
     started = asyncio.get_running_loop().time()
     users, warnings = await asyncio.to_thread(discover, config.users_dir, os.getuid())
     try:
@@ -114,7 +120,10 @@ async def _sync(run: JobRun) -> JobOutcome:
              incremental=len(changes))
     if not settings.dry_run and plan.synced:
         await asyncio.to_thread(index_db.mark_dirty, dest.name, sorted(plan.synced), place)
-    engine = Engine(ctx.binary, run.env, ctx.attach, config.tmp_dir, job.id, settings, log, ctx.report,
+    # `connections` is the destination remote's option: only the server's
+    # connections are limited, not the users' local readers.
+    engine = Engine(ctx.binary, {**run.env, **link.dest_env()}, ctx.attach, config.tmp_dir, job.id, settings, log,
+                    ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port))
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users

@@ -18,6 +18,9 @@ class SyncSettings:
     versions_folder: str | None = None  # None: deleted and overwritten files are not kept
     allow_empty: frozenset[str] = frozenset()
     stall_timeout_s: float = 300.0
+    #: the destination's parallelism and bandwidth flags (link_options.py),
+    #: given to every rclone run of the sync: full, incremental copy, deletions
+    link_args: tuple[str, ...] = ()
 
 
 @dataclass

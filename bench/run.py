@@ -1,6 +1,6 @@
 """Benchmark: the daemon's sync against the baselines, side by side in one run.
 
-    .venv/bin/python -m bench.run [--a-users 20] [--skip-w2] [--skip-w3]
+    .venv/bin/python -m bench.run [--a-users 20] [--skip-w1] ... [--skip-w5] [--w4-users N] [--w5-users N]
 
 Everything runs against a real OpenSSH sshd on 127.0.0.1 (testbed.sshd)
 with the real rclone; "ours" is `anemonectl sync DEST --wait` against the
@@ -19,264 +19,59 @@ W2  one 1 GiB file of random data, vs `ssh host 'cat > file' < file`;
     rclone alone (baseline B's command) is printed too, so that the
     daemon's own overhead and rclone's are told apart
 W3  2,000 users x 5 files, nothing changed: cost per file vs W1's
+W4  a real link: 200 users x 50 files through testbed/linksim.py (50 ms
+    round trip, 50 Mbit/s) vs rsync over ssh and rclone alone with its
+    defaults (bench/w4.py)
+W5  100,000 files on loopback, nothing changed, vs rclone alone, with
+    both peak RSS figures (bench/w5.py)
+W1-W3 are in bench/workloads.py, shared helpers in bench/common.py.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import shutil
-import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-from anemoned import rclone
-from anemoned.sync_argv import sync_args
 from testbed import accounts
 from testbed.daemon import DaemonProcess
 from testbed.sshd import SshServer
 
-ROOT = Path(__file__).resolve().parent.parent / "bench-run"
-RCLONE = str(Path(sys.executable).parent / "rclone")
-#: W2 runs ours, rclone alone and ssh cat this many times, interleaved.
-W2_ROUNDS = 5
-
-
-def make_users(users_dir: Path, n_users: int, files_per_user: int, seed: int, subdirs: int) -> int:
-    """Users with random files of 100 B - 20 KB, spread over `subdirs`
-    sub-directories of backup/ (0: all in backup/ itself)."""
-    rng = random.Random(seed)
-    total = 0
-    for u in range(n_users):
-        for f in range(files_per_user):
-            sub = f"dir{f % subdirs}/" if subdirs else ""
-            path = users_dir / f"user{u:04d}" / "backup" / f"{sub}file{f:03d}.dat"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            size = rng.randint(100, 20_000)
-            path.write_bytes(rng.randbytes(size))
-            total += size
-    return total
-
-
-def own_trees(users_dir: Path, pool: int) -> None:
-    """Tree i belongs to account i % pool (bench accounts, made once)."""
-    owners = [accounts.for_tree(f"bench{i:03d}") for i in range(pool)]
-    for i, entry in enumerate(sorted(users_dir.iterdir())):
-        owner = owners[i % pool]
-        accounts.chown_tree(entry, owner.pw_uid, owner.pw_gid)
-
-
-def timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def server_cpu_s(sshd: SshServer) -> float:
-    """CPU time the server's finished sessions have used (sshd reaps every
-    session it forked, so their time adds up in the listener's cutime and
-    cstime)."""
-    assert sshd.proc is not None
-    fields = Path(f"/proc/{sshd.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
-
-def with_server_cpu(sshd: SshServer, fn) -> tuple[float, float]:
-    """(seconds fn took, server CPU seconds it caused)."""
-    before = server_cpu_s(sshd)
-    took = fn()
-    time.sleep(0.2)  # the last sessions end just after the client exits
-    return took, server_cpu_s(sshd) - before
-
-
-class Bench:
-    def __init__(self, sshd: SshServer, key: Path, known_hosts: Path, chunk_size: str | None) -> None:
-        self.sshd = sshd
-        self.key = key
-        self.known_hosts = known_hosts
-        self.chunk_size = chunk_size  # the daemon's upload chunk for this server
-
-    def access(self) -> dict[str, str]:
-        a = rclone.SftpAccess(host=self.sshd.host, port=self.sshd.port, user=self.sshd.user,
-                              known_hosts_file=self.known_hosts, host_key_algorithms=None, key_file=self.key)
-        options = rclone.sftp_options(a, chunk_size=self.chunk_size)
-        return {**rclone.base_env(ROOT), **rclone.option_env(rclone.DEST_REMOTE, options)}
-
-    def env_default_flags(self) -> dict[str, str]:
-        """Baseline A's backend: only what the original product sets (host,
-        user, key file) plus known_hosts_file, as in NOTES-performance."""
-        opts = {"type": "sftp", "host": self.sshd.host, "port": str(self.sshd.port), "user": self.sshd.user,
-                "key_file": str(self.key), "known_hosts_file": str(self.known_hosts)}
-        return {**rclone.base_env(ROOT), **rclone.option_env(rclone.DEST_REMOTE, opts)}
-
-    def run(self, args: list[str], env: dict[str, str]) -> None:
-        res = subprocess.run([RCLONE, *args], env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"rclone {args[0]} failed: {res.stderr[-1000:]}")
-
-    def baseline_a(self, users_dir: Path, users: list[str], remote: Path) -> float:
-        env = self.env_default_flags()
-
-        def go() -> None:
-            for user in users:
-                self.run(["sync", str(users_dir / user / "backup"), rclone.dest_path(str(remote), "backup", user),
-                          "--config", ""], env)
-        return timed(go)
-
-    def baseline_b(self, users_dir: Path, remote: Path) -> float:
-        upstreams = rclone.space_list([f"{p.name}={p / 'backup'}" for p in sorted(users_dir.iterdir())])
-        env = {**self.access(), **rclone.option_env(rclone.SRC_REMOTE, {"type": "combine", "upstreams": upstreams})}
-        args = sync_args(str(remote), None, dry_run=False)
-        args[args.index("--log-level") + 1] = "NOTICE"
-        return timed(lambda: self.run(args, env))
-
-
-def ours(daemon: DaemonProcess, dest: str) -> float:
-    def go() -> None:
-        res = daemon.ctl("sync", dest, "--wait", "--json", timeout_s=3600)
-        if res.returncode != 0:
-            raise RuntimeError(res.stderr + res.stdout)
-    return timed(go)
-
-
-def settle(remote_root: Path) -> None:
-    """Before each timed W2 run: the previous copies gone and written out,
-    so that every run starts with the same amount of unwritten data."""
-    for old in remote_root.rglob("random.bin"):
-        old.unlink()
-    os.sync()
-
-
-def median_of(n: int, fn) -> float:
-    return statistics.median(fn() for _ in range(n))
-
+from . import w4, w5, workloads
+from .common import ROOT
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--a-users", type=int, default=20, help="users baseline A is measured on (scaled to 200)")
-    parser.add_argument("--skip-w2", action="store_true")
-    parser.add_argument("--skip-w3", action="store_true")
+    for w in ("w1", "w2", "w3", "w4", "w5"):
+        parser.add_argument(f"--skip-{w}", action="store_true")
+    parser.add_argument("--w4-users", type=int, default=200, help="W4 at a reduced scale (a check, not the figure)")
+    parser.add_argument("--w5-users", type=int, default=100, help="W5's users, 1,000 files each")
     args = parser.parse_args()
 
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir()
     sshd = SshServer(ROOT / "sshd")
     sshd.start()
-    daemon = DaemonProcess(ROOT / "w1", log_level="info")
-    daemon.start()
     lines: list[str] = []
     try:
-        key = daemon.ctl_json("key", "generate")
-        sshd.authorize(key["public_key"])
-        certs = daemon.data_dir / "certs"
-
-        # ---- W1 ----
-        n_bytes = make_users(daemon.users_dir, 200, 50, seed=1, subdirs=5)
-        own_trees(daemon.users_dir, 200)
-        n_files = 200 * 50
-        print(f"W1: 200 users x 50 files, {n_files} files, {n_bytes / 1e6:.0f} MB", flush=True)
-        remote_ours, remote_b, remote_a = (sshd.remote_dir(n) for n in ("ours", "b", "a"))
-        daemon.add_destination("w1", sshd, remote_ours)
-        # B gets the daemon's own flags, the upload chunk for this server too.
-        chunk = rclone.upload_chunk_size(daemon.ctl_json("dest", "show", "w1")["server_version"])
-        bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts", chunk)
-        a_users = sorted(p.name for p in daemon.users_dir.iterdir())[: args.a_users]
-        scale = 200 / len(a_users)
-
-        b_init = bench.baseline_b(daemon.users_dir, remote_b)
-        o_init, o_cpu = with_server_cpu(sshd, lambda: ours(daemon, "w1"))
-        a_init, a_cpu = with_server_cpu(sshd, lambda: bench.baseline_a(daemon.users_dir, a_users, remote_a))
-        a_init, a_cpu = a_init * scale, a_cpu * scale
-        b_noop = median_of(3, lambda: bench.baseline_b(daemon.users_dir, remote_b))
-        o_noop = median_of(3, lambda: ours(daemon, "w1"))
-        a_noop = bench.baseline_a(daemon.users_dir, a_users, remote_a) * scale
-        changed = daemon.users_dir / "user0100/backup/dir1/file001.dat"
-
-        def change_one() -> None:
-            changed.write_bytes(os.urandom(1000))
-        b_one = median_of(3, lambda: (change_one(), bench.baseline_b(daemon.users_dir, remote_b))[1])
-        o_one = median_of(3, lambda: (change_one(), ours(daemon, "w1"))[1])
-        note = f"A measured on {len(a_users)} of 200 users and scaled x{scale:g}"
-        for label, o, b, a, target in (("initial sync", o_init, b_init, a_init, 1.6),
-                                       ("nothing changed", o_noop, b_noop, a_noop, 0.5)):
-            lines.append(f"W1 {label}: ours {o:.2f} s, B {b:.2f} s, A {a:.1f} s ({note}) -> "
-                         f"ours/B = {o / b:.2f}x (target <= {target}x), A/ours = {a / o:.0f}x faster (target >= 50x)")
-            print(lines[-1], flush=True)
-        lines.append(f"W1 one file changed in one user (median of 3): ours {o_one:.2f} s, B {b_one:.2f} s -> "
-                     f"ours/B = {o_one / b_one:.2f}x (target <= 0.5x)")
-        print(lines[-1], flush=True)
-        # Why the initial ratio is what it is on this machine: the server's
-        # CPU for each uploaded file bounds ours; A pays a new SSH exec
-        # channel (md5sum) per file and a handshake per user.
-        lines.append(f"W1 initial sync, per file: ours {o_init / n_files * 1e3:.2f} ms "
-                     f"(server CPU {o_cpu / n_files * 1e3:.2f} ms), A {a_init / n_files * 1e3:.2f} ms "
-                     f"(server CPU {a_cpu / n_files * 1e3:.2f} ms)")
-        print(lines[-1], flush=True)
-        w1_per_file = o_noop / n_files
-
-        # ---- W2 ----
+        w1_per_file = None
+        if not args.skip_w1:
+            daemon = DaemonProcess(ROOT / "w1", log_level="info")
+            daemon.start()
+            try:
+                sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+                w1_per_file, _ = workloads.run_w1(daemon, sshd, args.a_users, lines)
+            finally:
+                daemon.stop()
         if not args.skip_w2:
-            w2 = DaemonProcess(ROOT / "w2", log_level="info")
-            w2.start()
-            try:
-                sshd.authorize(w2.ctl_json("key", "generate")["public_key"])
-                big = w2.users_dir / "bigfile" / "backup" / "random.bin"
-                big.parent.mkdir(parents=True)
-                with big.open("wb") as f:
-                    for _ in range(64):
-                        f.write(os.urandom(16 * 1024 * 1024))
-                own_trees(w2.users_dir, 1)
-                certs = w2.data_dir / "certs"
-                w2_bench = Bench(sshd, certs / "rclone_key", certs / "known_hosts", chunk)
-                times: dict[str, list[float]] = {"ours": [], "rclone": [], "ssh": []}
-                for i in range(W2_ROUNDS):
-                    remote_w2, remote_rc, remote_ssh = (sshd.remote_dir(f"{k}-{i}") for k in ("w2", "rc", "ssh"))
-                    w2.add_destination(f"w2-{i}", sshd, remote_w2)
-                    ssh_cmd = ["ssh", "-q", "-i", str(certs / "rclone_key"), "-p", str(sshd.port),
-                               "-o", f"UserKnownHostsFile={certs / 'known_hosts'}", "-o", "BatchMode=yes",
-                               f"{sshd.user}@{sshd.host}", f"cat > {remote_ssh}/random.bin"]
-
-                    def ssh_cat() -> None:
-                        with big.open("rb") as f:
-                            subprocess.run(ssh_cmd, stdin=f, check=True, stderr=subprocess.DEVNULL)
-                    runs = {"ours": lambda: ours(w2, f"w2-{i}"),
-                            "rclone": lambda: w2_bench.baseline_b(w2.users_dir, remote_rc),
-                            "ssh": lambda: timed(ssh_cat)}
-                    order = list(runs)[i % 3:] + list(runs)[:i % 3]  # nobody always goes first
-                    for name in order:
-                        settle(sshd.remote_root)
-                        times[name].append(runs[name]())
-                t = {name: statistics.median(v) for name, v in times.items()}
-                lines.append(f"W2 1 GiB initial sync (median of {W2_ROUNDS}): ours {t['ours']:.2f} s, "
-                             f"rclone alone {t['rclone']:.2f} s, ssh cat {t['ssh']:.2f} s -> "
-                             f"ours/ssh = {t['ours'] / t['ssh']:.2f}x (target <= 1.15x); "
-                             f"rclone alone/ssh = {t['rclone'] / t['ssh']:.2f}x")
-                print(lines[-1], flush=True)
-            finally:
-                w2.stop()
-
-        # ---- W3 ----
+            workloads.run_w2(sshd, lines)
         if not args.skip_w3:
-            w3 = DaemonProcess(ROOT / "w3", log_level="info")
-            w3.start()
-            try:
-                sshd.authorize(w3.ctl_json("key", "generate")["public_key"])
-                make_users(w3.users_dir, 2000, 5, seed=3, subdirs=0)
-                own_trees(w3.users_dir, 200)  # 2,000 trees of 200 accounts
-                w3.add_destination("w3", sshd, sshd.remote_dir("w3"))
-                ours(w3, "w3")
-                o3 = median_of(3, lambda: ours(w3, "w3"))
-                w3_per_file = o3 / 10_000
-                lines.append(f"W3 2000 users x 5 files, nothing changed: ours {o3:.2f} s; per file "
-                             f"W1 {w1_per_file * 1e6:.0f} us vs W3 {w3_per_file * 1e6:.0f} us "
-                             f"-> W3/W1 = {w3_per_file / w1_per_file:.2f}x (10x the users, same file count)")
-                print(lines[-1], flush=True)
-            finally:
-                w3.stop()
+            workloads.run_w3(sshd, w1_per_file, lines)
+        if not args.skip_w4:
+            w4.run(ROOT, args.w4_users, lines)
+        if not args.skip_w5:
+            w5.run(ROOT, sshd, args.w5_users, lines)
     finally:
-        daemon.stop()
         sshd.cleanup()
         accounts.remove_all()
     print("\n" + "\n".join(lines))

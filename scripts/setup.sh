@@ -11,6 +11,8 @@ ensure_system_packages() {
     # ProFTPD with mod_sftp (in proftpd-mod-crypto), a real server the tests use
     [ -x /usr/sbin/proftpd ] || missing+=(proftpd-core)
     [ -e /usr/lib/proftpd/mod_sftp.so ] || missing+=(proftpd-mod-crypto)
+    # rsync over ssh: the yardstick of the bench's W4 (client and server side)
+    command -v rsync >/dev/null || missing+=(rsync)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "Missing system packages. Install them first:" >&2

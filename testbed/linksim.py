@@ -71,7 +71,9 @@ class LinkSim:
         self.up = Direction(delay_s, bytes_per_s)  # client -> target
         self.down = Direction(delay_s, bytes_per_s)  # target -> client
         self.port = 0
-        self.connections = 0
+        self.connections = 0  # accepted so far
+        self.open_connections = 0
+        self.peak_connections = 0  # most open at once since start or reset_peak()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -129,6 +131,10 @@ class LinkSim:
                             d.bytes_per_s if bytes_per_s is None else bytes_per_s)
         self._call(apply)
 
+    def reset_peak(self) -> None:
+        """Count the most connections open at once from now on."""
+        self._call(lambda: setattr(self, "peak_connections", self.open_connections))
+
     def _call(self, fn) -> None:  # type: ignore[no-untyped-def]
         assert self._loop is not None, "start() first"
         done = threading.Event()
@@ -166,6 +172,8 @@ class LinkSim:
         assert task is not None
         self._tasks.add(task)
         self.connections += 1
+        self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
         try:
             try:
                 target_r, target_w = await asyncio.open_connection(*self.target)
@@ -177,9 +185,10 @@ class LinkSim:
             finally:
                 for w in (client_w, target_w):
                     w.close()
-        except (asyncio.CancelledError, ConnectionError):
+        except (asyncio.CancelledError, OSError):  # a peer gone mid-way (ConnectionError, ENOTCONN)
             pass
         finally:
+            self.open_connections -= 1
             self._tasks.discard(task)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: Direction) -> None:
@@ -239,7 +248,7 @@ class LinkSim:
         reading = asyncio.ensure_future(read())
         try:
             await write()
-        except ConnectionError:
+        except OSError:  # the peer went away (reset, or not connected any more at half-close)
             pass
         finally:
             reading.cancel()

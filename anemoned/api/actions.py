@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
-from .. import access, keys, pins, reach
+from .. import access, keys, link_options, pins, reach
 from ..access import key_path
 from ..destinations import (DEFAULT_KEY_FILE, Destination, check_fingerprint, check_host, check_name, check_password,
                             check_remote_path, check_user)
@@ -42,6 +42,7 @@ def checked_fields(p: Any) -> dict[str, Any]:
         raise InvalidField("password", "give either key_file or password, not both")
     if p.max_age is not None:
         fields["max_age_s"] = parse_max_age(p.max_age)
+    link_options.read_fields(p, fields)  # transfers, checkers, connections, bwlimit
     if p.host_key_fingerprint is not None:
         check_fingerprint(p.host_key_fingerprint)
         fields["host_key_fingerprint"] = p.host_key_fingerprint
@@ -71,6 +72,7 @@ async def auth_changes(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
 async def add_destination(ctx: Context, name: str, fields: dict[str, Any]) -> Destination:
     if ctx.store.destination_row(name) is not None:
         raise Conflict(f"a destination named {name!r} already exists; use dest edit to change it")
+    link = link_options.merged({}, fields)  # checked as a whole before the server is asked anything
     if "password" not in fields:
         fields.setdefault("key_file", DEFAULT_KEY_FILE)
     auth = await auth_changes(ctx, fields)
@@ -82,7 +84,7 @@ async def add_destination(ctx: Context, name: str, fields: dict[str, Any]) -> De
     pins.refuse_blind_repin(ctx.store, name, fields["host"], fields["port"], key, fields["trust_host_key"])
     settings = {k: fields[k] for k in (*PLAIN_DEST_FIELDS, "max_age_s") if k in fields}
     dest = Destination(name=name, auth=auth["auth"], key_file=auth["key_file"], password_enc=auth["password_enc"],
-                       host_key=key, created_at=iso(utc_now()) or "", **settings)
+                       host_key=key, created_at=iso(utc_now()) or "", link=link, **settings)
     ctx.store.insert_destination(dest.to_row())
     await pins.pin(ctx.store, ctx.config, name, dest.host, dest.port, scanned)
     event(logging.INFO, "destination added", dest=name, host=dest.host, port=dest.port, auth=dest.auth,
@@ -93,6 +95,8 @@ async def add_destination(ctx: Context, name: str, fields: dict[str, Any]) -> De
 async def edit_destination(ctx: Context, dest: Destination, fields: dict[str, Any]) -> None:
     name = dest.name
     changes = {k: fields[k] for k in (*PLAIN_DEST_FIELDS, "max_age_s") if k in fields}
+    if any(k in fields for k in link_options.FIELDS):  # checked with what is stored: one field can break the whole
+        changes["link"] = link_options.merged(dest.link, fields)
     moved = any(k in changes and changes[k] != getattr(dest, k) for k in ("host", "port", "user"))
     if moved and dest.auth == "password" and "password" not in fields and "key_file" not in fields:
         # The stored password is only ever sent to the server it was given for.

@@ -49,6 +49,17 @@ DEST_FIELDS: tuple[tuple[str, Any, Any, str, bool], ...] = (
     ("full_sync_every", Whole(0, 3650), 7, "sync unchanged users too every N days (0: every sync)", False),
     ("max_age", Text(20), None, "overdue when the last successful sync is older (36h, 2d; off: by the schedule)",
      False),
+    # How the link is used. Only their type is checked here: their bounds
+    # and the timetable's syntax are anemoned/link_options.py's (which also
+    # re-checks stored values); absent, a destination takes the running
+    # version's defaults (said in the docs; tests/unit/test_link_options.py
+    # keeps them in step).
+    ("transfers", Whole(-(2**31), 2**31), None, "files uploaded at once, at most connections (default 8)", False),
+    ("checkers", Whole(-(2**31), 2**31), None,
+     "directories listed and files compared at once, at most connections (default 8)", False),
+    ("connections", Whole(-(2**31), 2**31), None, "SSH connections to the server, at most 10 (default 10)", False),
+    ("bwlimit", Text(1024), None,
+     'bandwidth of syncs: "2M", "off", or a timetable such as "08:00,2M 19:00,off" (default off)', False),
 )
 #: Fields stored as they come (the others are translated: auth, pins, max_age).
 PLAIN_DEST_FIELDS = ("host", "port", "user", "remote_path", "enabled", "verify_download", "max_delete",

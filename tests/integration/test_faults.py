@@ -17,6 +17,7 @@ from testbed.files import snapshot, sparse
 from testbed.sshd import SshServer
 
 GIB = 1024 ** 3
+MIB = 1024 ** 2
 
 
 @pytest.fixture
@@ -68,13 +69,15 @@ def test_changed_host_key_transfers_nothing(env, sshd):
 
 def test_sshd_killed_mid_transfer_then_the_next_sync_completes_cleanly(env, sshd):
     daemon, remote = env()
-    sparse(daemon.users_dir / "alice/backup/big.img", GIB)  # seconds to send: killed well before the end
+    sparse(daemon.users_dir / "alice/backup/big.img", 128 * MIB)
+    daemon.ctl_json("dest", "edit", "d", "--bwlimit", "32M")  # 4 s to send: killed well before the end
     job_id = int(daemon.ctl("sync", "d").stdout)
     daemon.wait_for_progress(job_id)
     sshd.stop(signal.SIGKILL)
     job = daemon.ctl_json("job", "wait", str(job_id), expect=1, timeout_s=300)
     assert job["state"] == "failed" and job["error"]
     sshd.start()
+    daemon.ctl_json("dest", "edit", "d", "--bwlimit", "off")
     assert sync(daemon)["state"] == "succeeded"
     local = snapshot(daemon.users_dir / "alice/backup")
     assert snapshot(remote / "backup/alice") == local
@@ -84,7 +87,8 @@ def test_sshd_killed_mid_transfer_then_the_next_sync_completes_cleanly(env, sshd
 
 def test_daemon_killed_mid_sync_is_interrupted_and_catches_up(env):
     daemon, remote = env()
-    sparse(daemon.users_dir / "bob/backup/big.img", GIB)
+    sparse(daemon.users_dir / "bob/backup/big.img", 128 * MIB)
+    daemon.ctl_json("dest", "edit", "d", "--bwlimit", "32M")  # 4 s to send: killed well before the end
     job_id = int(daemon.ctl("sync", "d").stdout)
     daemon.wait_for_progress(job_id)
     daemon.kill()
@@ -94,7 +98,7 @@ def test_daemon_killed_mid_sync_is_interrupted_and_catches_up(env):
     catch_up = jobs[0]
     assert catch_up["trigger"] == "catch-up" and catch_up["id"] > job_id
     assert daemon.ctl_json("job", "wait", str(catch_up["id"]), timeout_s=300)["state"] == "succeeded"
-    assert (remote / "backup/bob/big.img").stat().st_size == GIB
+    assert (remote / "backup/bob/big.img").stat().st_size == 128 * MIB
     assert [p for p in remote.rglob("*") if ".partial" in p.name] == []
 
 
@@ -148,7 +152,8 @@ def test_restart_with_queued_work_keeps_everything(make_daemon, sshd):
     daemon.add_destination("one", sshd, r1)
     daemon.add_destination("two", sshd, r2)
     daemon.ctl_json("dest", "schedule", "two", "--daily", "03:30")
-    sparse(daemon.users_dir / "alice/backup/big.img", 2 * GIB)
+    daemon.ctl_json("dest", "edit", "one", "--bwlimit", "16M")  # still running when the daemon stops
+    sparse(daemon.users_dir / "alice/backup/big.img", 128 * MIB)
     first = int(daemon.ctl("sync", "one").stdout)
     second = int(daemon.ctl("sync", "two").stdout)
     daemon.wait_for_progress(first)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from anemoned import caps
+from anemoned.link_options import DEFAULT_TRANSFERS
 from testbed import accounts
 from testbed.daemon import DaemonProcess
 from testbed.files import sparse, tree, write
@@ -216,8 +217,11 @@ def test_a_password_is_never_sent_to_another_server_by_an_edit(setup, sshd):
 
 def test_one_users_fifo_stalls_only_that_user_and_the_others_deletions_are_mirrored(setup):
     daemon, remote = setup
-    for i in range(8):
-        sparse(daemon.users_dir / f"mallory/backup/big{i}.img", 300 * 1024 * 1024)
+    # Twice as many files as rclone sends at once: those not yet opened
+    # when they become FIFOs are what stalls.
+    n = 2 * DEFAULT_TRANSFERS
+    for i in range(n):
+        sparse(daemon.users_dir / f"mallory/backup/big{i}.img", 2400 * 1024 * 1024 // n)
     write(daemon.users_dir / "bob/backup/keep.txt", "keep")
     write(daemon.users_dir / "bob/backup/old.txt", "old")
     daemon.own_trees()
@@ -231,11 +235,11 @@ def test_one_users_fifo_stalls_only_that_user_and_the_others_deletions_are_mirro
     daemon.wait_for_progress(job["id"])  # rclone has listed mallory's files and is sending some
     replacer = as_user("mallory", r"""
 import os, sys
-for i in range(8):
+for i in range(int(sys.argv[2])):
     p = f"{sys.argv[1]}/big{i}.img"
     os.mkfifo(p + ".fifo")
     os.rename(p + ".fifo", p)
-""", str(daemon.users_dir / "mallory/backup"))
+""", str(daemon.users_dir / "mallory/backup"), str(n))
     assert replacer.wait(10) == 0
     done = daemon.ctl_json("job", "wait", str(job["id"]), expect=1, timeout_s=240)  # within the stall timeout
     assert done["state"] == "failed", done

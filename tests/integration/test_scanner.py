@@ -106,3 +106,14 @@ def test_a_stopped_listing_stalls_only_its_tree_and_a_new_scanner_lists_the_rest
     while _children(spawner_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _children(spawner_pid)
+
+
+def test_thousands_of_trees_are_split_over_requests_the_socket_can_carry(spawned: int, root: Path):
+    """A request naming every tree at once would not fit in one message to
+    the spawner; each tree is still listed, as its owner."""
+    backup = tree(root, "alice")
+    alice = account_identity(accounts.for_tree("alice").pw_uid, -1)
+    many = [(alice, str(backup))] * 5000  # one tree named 5,000 times: as many requests' worth as 5,000 trees
+    results = asyncio.run(scans.scan_trees(many, 60))
+    assert len(results) == 5000 and all(isinstance(r, tuple) and b"f.txt" in r[0] for r in results)
+    assert len(scans._batches(many)) > 1

@@ -30,9 +30,9 @@ from testbed.secrets_scan import files_under, leaks, obscured_in, reveal
 from testbed.sshd import SshServer
 
 
-def _watch_processes(seen: set[str], cmdlines: set[bytes], stop: threading.Event) -> None:
-    """Collect RCLONE_CONFIG_DEST_PASS of every rclone process seen, and
-    every command line."""
+def _watch_processes(daemon_pid: int, seen: set[str], cmdlines: set[bytes], stop: threading.Event) -> None:
+    """Collect RCLONE_CONFIG_DEST_PASS of every rclone process the daemon
+    started (not another test's on the same machine), and every command line."""
     while not stop.is_set():
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -40,7 +40,10 @@ def _watch_processes(seen: set[str], cmdlines: set[bytes], stop: threading.Event
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
                 cmdlines.add(Path(f"/proc/{pid}/cmdline").read_bytes())
-            except OSError:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent != daemon_pid:
                 continue
             for entry in environ.split(b"\0"):
                 if entry.startswith(b"RCLONE_CONFIG_DEST_PASS="):
@@ -62,7 +65,7 @@ def test_no_password_plain_or_obscured_in_any_file_the_daemon_writes(daemon: Dae
     seen: set[str] = set()
     cmdlines: set[bytes] = set()
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_processes, args=(seen, cmdlines, stop))
+    watcher = threading.Thread(target=_watch_processes, args=(daemon.proc.pid, seen, cmdlines, stop))
     watcher.start()
     answers = []
     try:
