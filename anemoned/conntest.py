@@ -52,7 +52,7 @@ class Confinement:
         return None
 
 
-def hints(cls: str, dest: Destination, confinement: Confinement | None = None) -> list[str]:
+def hints(cls: rclone.FailureClass, dest: Destination, confinement: Confinement | None = None) -> list[str]:
     """What to check for a failure class, in the operator's terms. With
     signs of a chroot or an sftp-only account (confinement), paths are
     said to be inside it, and `/` is never suggested for a chown: a
@@ -159,7 +159,7 @@ async def run_test(config: Config, binary: str, dest: Destination, create_path: 
 
 
 async def _steps(config: Config, binary: str, dest: Destination, create_path: bool,
-                 confinement: list[Confinement]) -> tuple[str | None, str]:
+                 confinement: list[Confinement]) -> tuple[rclone.FailureClass | None, str]:
     """(class, message) of the test; a path problem also appends what the
     top of the account's view looks like to `confinement`."""
     try:
@@ -172,7 +172,7 @@ async def _steps(config: Config, binary: str, dest: Destination, create_path: bo
     async def step(*command: str) -> rclone.RcloneResult:
         return await rclone.run(binary, [*command, *args], env, capture_stdout=True)
 
-    async def failure(result: rclone.RcloneResult) -> tuple[str, str]:
+    async def failure(result: rclone.RcloneResult) -> tuple[rclone.FailureClass, str]:
         messages = rclone.messages_of(result)
         cls = rclone.classify(messages) or rclone.UNKNOWN
         if cls in (rclone.PATH_MISSING, rclone.PATH_NOT_WRITABLE):
@@ -201,7 +201,7 @@ async def _steps(config: Config, binary: str, dest: Destination, create_path: bo
     return None, "Connection successful"
 
 
-def _describe(cls: str, dest: Destination, messages: list[str]) -> str:
+def _describe(cls: rclone.FailureClass, dest: Destination, messages: list[str]) -> str:
     server = f"{dest.host}:{dest.port}"
     first = rclone.failure_message(None, messages, "rclone failed without a message")[:300]
     return {

@@ -1,6 +1,10 @@
 """The one job runner: every job kind loads its destination, opens its
-job log and builds the rclone environment the same way, here, and is then
-a function `operation(run) -> JobOutcome`."""
+job log and builds the rclone environment the same way, here.
+
+Each kind is one module exposing `run(ctx: JobContext) -> JobOutcome`
+(sync_job, restore_job, verify_job, usage_job), which hands run_job its
+operation, `operation(run: JobRun) -> JobOutcome`; service.py maps each
+JobKind to its module's run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +17,7 @@ from .config import Config
 from .destinations import Destination
 from .joblog import JobLog
 from .jobs import JobOutcome, JobState
+from .jobtypes import Job
 from .errors import AnemoneError
 from .store import Store
 
@@ -27,7 +32,7 @@ class JobContext:
     store: Store
     binary: str
     attach: AttachServer
-    job: dict[str, Any]
+    job: Job
     report: Report
     log_path: Path
 
@@ -44,12 +49,12 @@ class JobRun:
 
     @property
     def options(self) -> dict[str, Any]:
-        return self.ctx.job.get("options") or {}
+        return self.ctx.job.options or {}
 
 
 async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOutcome]], *, hashcheck: bool = False,
                   uploads: bool = False) -> JobOutcome:
-    row = ctx.store.destination_row(ctx.job["destination"])
+    row = ctx.store.destination_row(ctx.job.destination)
     if row is None:
         return JobOutcome(JobState.FAILED, "the destination no longer exists")
     dest = Destination.from_row(row)

@@ -9,24 +9,15 @@ can observe it. Jobs that were running when the daemon died come back as
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from typing import Any, Awaitable, Callable
 
 from . import crash
 from .logs import event
 from .errors import AnemoneError, Conflict, NotFound
+from .jobtypes import Job, JobKind, JobState, Trigger
 from .store import Store
 from .timeutil import iso, utc_now
-
-class JobState(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # an operator cancelled it
-    INTERRUPTED = "interrupted"  # the daemon stopped or died under it
-
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.INTERRUPTED}),
@@ -38,7 +29,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 #: Kinds of which a destination has at most one queued or running job.
-DEDUPLICATED = ("sync", "verify", "usage")
+DEDUPLICATED = (JobKind.SYNC, JobKind.VERIFY, JobKind.USAGE)
 #: Finished jobs kept per destination (with their logs).
 HISTORY_PER_DESTINATION = 100
 
@@ -61,15 +52,15 @@ class JobOutcome:
         self.stats = stats
 
 
-#: kind -> async fn(job row, progress callback) -> JobOutcome
-JobFunction = Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], Awaitable[JobOutcome]]
+#: kind -> async fn(job, progress callback) -> JobOutcome
+JobFunction = Callable[[Job, Callable[[dict[str, Any]], None]], Awaitable[JobOutcome]]
 
 
 class JobQueue:
-    def __init__(self, store: Store, max_concurrent: int, functions: dict[str, JobFunction],
-                 on_change: Callable[[], None] = lambda: None, on_finished: Callable[[dict[str, Any]], None] = lambda j: None,
+    def __init__(self, store: Store, max_concurrent: int, functions: dict[JobKind, JobFunction],
+                 on_change: Callable[[], None] = lambda: None, on_finished: Callable[[Job], None] = lambda j: None,
                  on_prune: Callable[[list[int]], None] = lambda ids: None,
-                 on_started: Callable[[dict[str, Any]], None] = lambda j: None,
+                 on_started: Callable[[Job], None] = lambda j: None,
                  on_crash: Callable[[BaseException], None] = lambda exc: None) -> None:
         self.store = store
         self.max_concurrent = max_concurrent
@@ -93,9 +84,9 @@ class JobQueue:
     def recover(self) -> list[int]:
         """After a crash: jobs recorded as running were interrupted."""
         ids = []
-        for row in self.store.job_rows(limit=10_000, states=(JobState.RUNNING.value,)):
-            self._transition(row, JobState.INTERRUPTED, error="the daemon stopped while the job ran")
-            ids.append(row["id"])
+        for job in self._jobs(limit=10_000, states=(JobState.RUNNING.value,)):
+            self._transition(job, JobState.INTERRUPTED, error="the daemon stopped while the job ran")
+            ids.append(job.id)
         return ids
 
     async def shutdown(self) -> None:
@@ -107,29 +98,29 @@ class JobQueue:
 
     # -- queries -----------------------------------------------------------------
 
-    def view(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A job as `job show --json` prints it."""
-        job = {
-            "id": row["id"], "destination": row["destination"], "kind": row["kind"], "state": row["state"],
-            "dry_run": bool(row["dry_run"]), "trigger": row["trigger"], "options": row["options"],
-            "queued_at": row["queued_at"],
-            "started_at": row["started_at"], "finished_at": row["finished_at"], "error": row["error"],
-            "stats": row["stats"],
-        }
-        if row["id"] in self.progress:
-            job["progress"] = self.progress[row["id"]]
-        return job
+    def view(self, job: Job) -> dict[str, Any]:
+        """A job as `job show --json` prints it: with its progress while it runs."""
+        shown = job.view()
+        if job.id in self.progress:
+            shown["progress"] = self.progress[job.id]
+        return shown
 
-    def get(self, job_id: int) -> dict[str, Any]:
+    def get(self, job_id: int) -> Job:
         row = self.store.job_row(job_id)
         if row is None:
             raise NotFound(f"no job with id {job_id}", field="id")
-        return row
+        return Job.from_row(row)
 
-    def active_for(self, destination: str, kind: str | None = None) -> dict[str, Any] | None:
-        rows = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
-        rows = [r for r in rows if kind is None or r["kind"] == kind]
-        return rows[0] if rows else None
+    def recent(self, destination: str | None = None, limit: int = 50) -> list[Job]:
+        """Jobs, newest first."""
+        return self._jobs(destination=destination, limit=limit)
+
+    def active_for(self, destination: str, kind: JobKind | None = None) -> Job | None:
+        jobs = [j for j in self._jobs(destination=destination, limit=1000, states=ACTIVE) if kind in (None, j.kind)]
+        return jobs[0] if jobs else None
+
+    def _jobs(self, destination: str | None = None, limit: int = 50, states: tuple[str, ...] = ()) -> list[Job]:
+        return [Job.from_row(r) for r in self.store.job_rows(destination=destination, limit=limit, states=states)]
 
     def counts(self) -> tuple[int, int]:
         """(running, queued)"""
@@ -139,11 +130,11 @@ class JobQueue:
 
     # -- changes -------------------------------------------------------------------
 
-    def submit(self, destination: str, kind: str, dry_run: bool, trigger: str,
-               options: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    def submit(self, destination: str, kind: JobKind, dry_run: bool, trigger: Trigger,
+               options: dict[str, Any] | None = None) -> tuple[Job, bool]:
         """Queue a job, or return the destination's queued/running job of
         the same kind (asking twice for a sync gives one sync); a restore is
-        always a job of its own. Returns (job row, created)."""
+        always a job of its own. Returns (job, created)."""
         existing = self.active_for(destination, kind)
         if existing is not None and kind in DEDUPLICATED:
             return existing, False
@@ -157,11 +148,10 @@ class JobQueue:
         self.pump()
         return self.get(job_id), True
 
-    async def cancel(self, job_id: int) -> dict[str, Any]:
-        row = self.get(job_id)
-        state = JobState(row["state"])
-        if state == JobState.QUEUED and job_id not in self.tasks:
-            self._transition(row, JobState.CANCELLED, error="cancelled before it started")
+    async def cancel(self, job_id: int) -> Job:
+        job = self.get(job_id)
+        if job.state == JobState.QUEUED and job_id not in self.tasks:
+            self._transition(job, JobState.CANCELLED, error="cancelled before it started")
         elif job_id in self.tasks:
             self.cancel_requested.add(job_id)
             task = self.tasks[job_id]
@@ -171,24 +161,24 @@ class JobQueue:
 
     def remove_destination(self, destination: str) -> None:
         """Refuse while a job runs; cancel what is queued."""
-        active = self.store.job_rows(destination=destination, limit=1000, states=ACTIVE)
-        for row in active:
-            if row["state"] == JobState.RUNNING.value:
-                raise Conflict(f"job {row['id']} is running for {destination!r}; "
-                               f"cancel it first (anemonectl job cancel {row['id']})")
-        for row in active:
-            self._transition(row, JobState.CANCELLED, error="its destination was removed")
+        active = self._jobs(destination=destination, limit=1000, states=ACTIVE)
+        for job in active:
+            if job.state == JobState.RUNNING:
+                raise Conflict(f"job {job.id} is running for {destination!r}; "
+                               f"cancel it first (anemonectl job cancel {job.id})")
+        for job in active:
+            self._transition(job, JobState.CANCELLED, error="its destination was removed")
 
-    async def wait(self, job_id: int, timeout_s: float) -> dict[str, Any]:
+    async def wait(self, job_id: int, timeout_s: float) -> Job:
         """The job once it has finished, or as it is after timeout_s."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
             change = self.change
-            row = self.get(job_id)
+            job = self.get(job_id)
             remaining = deadline - loop.time()
-            if row["state"] not in ACTIVE or remaining <= 0:
-                return row
+            if not job.active or remaining <= 0:
+                return job
             try:
                 await asyncio.wait_for(change.wait(), remaining)
             except asyncio.TimeoutError:
@@ -202,14 +192,14 @@ class JobQueue:
         """Start queued jobs, oldest first, while there are free slots."""
         if self.stopping:
             return
-        queued = sorted(self.store.job_rows(limit=100_000, states=(JobState.QUEUED.value,)), key=lambda r: r["id"])
-        for row in queued:
+        queued = sorted(self._jobs(limit=100_000, states=(JobState.QUEUED.value,)), key=lambda j: j.id)
+        for job in queued:
             if len(self.tasks) >= self.max_concurrent:
                 return
-            if row["id"] not in self.tasks:
-                task = asyncio.get_running_loop().create_task(self._run(row))
+            if job.id not in self.tasks:
+                task = asyncio.get_running_loop().create_task(self._run(job))
                 task.add_done_callback(self._task_done)
-                self.tasks[row["id"]] = task
+                self.tasks[job.id] = task
 
     # -- running -----------------------------------------------------------------
 
@@ -229,9 +219,9 @@ class JobQueue:
         change, self.change = self.change, asyncio.Event()
         change.set()
 
-    def _transition(self, row: dict[str, Any], new: JobState, error: str | None = None,
+    def _transition(self, job: Job, new: JobState, error: str | None = None,
                     stats: dict[str, Any] | None = None) -> None:
-        check_transition(JobState(row["state"]), new)
+        check_transition(job.state, new)
         changes: dict[str, Any] = {"state": new.value}
         now = iso(utc_now())
         if new == JobState.RUNNING:
@@ -241,20 +231,20 @@ class JobQueue:
             changes["error"] = error
             if stats is not None:
                 changes["stats"] = stats
-        self.store.update_job(row["id"], changes)
+        self.store.update_job(job.id, changes)
         if new != JobState.RUNNING:
-            event(logging.INFO if new == JobState.SUCCEEDED else logging.WARNING, f"job {new.value}", job=row["id"],
-                  dest=row["destination"], kind=row["kind"], outcome=new.value, error=error)
-            self.on_finished(self.get(row["id"]))
-            pruned = self.store.prune_jobs(row["destination"], HISTORY_PER_DESTINATION)
+            event(logging.INFO if new == JobState.SUCCEEDED else logging.WARNING, f"job {new.value}", job=job.id,
+                  dest=job.destination, kind=job.kind.value, outcome=new.value, error=error)
+            self.on_finished(self.get(job.id))
+            pruned = self.store.prune_jobs(job.destination, HISTORY_PER_DESTINATION)
             if pruned:
                 self.on_prune(pruned)
         self._changed()
 
-    async def _run(self, row: dict[str, Any]) -> None:
-        job_id = row["id"]
-        self._transition(row, JobState.RUNNING)
-        event(logging.INFO, "job started", job=job_id, dest=row["destination"], kind=row["kind"])
+    async def _run(self, job: Job) -> None:
+        job_id = job.id
+        self._transition(job, JobState.RUNNING)
+        event(logging.INFO, "job started", job=job_id, dest=job.destination, kind=job.kind.value)
         self.on_started(self.get(job_id))
         self.progress[job_id] = {}
 
@@ -264,7 +254,7 @@ class JobQueue:
             self.progress[job_id] = progress
 
         try:
-            outcome = await self.functions[row["kind"]](self.get(job_id), report)
+            outcome = await self.functions[job.kind](self.get(job_id), report)
         except asyncio.CancelledError:
             if job_id in self.cancel_requested:
                 outcome = JobOutcome(JobState.CANCELLED, "cancelled by the operator")

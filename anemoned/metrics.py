@@ -30,6 +30,7 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from .destinations import Destination
+from .jobtypes import JobKind
 from .store import Store
 
 LABELS = ("destination",)
@@ -92,10 +93,10 @@ def collect(store: Store, overdue_of: Callable[[Destination], Any]) -> Collector
     gauges = {name: Gauge(name, doc, LABELS, registry=registry) for name, doc in GAUGES.items()}
     for row in store.destination_rows():
         dest = Destination.from_row(row)
-        last_sync = store.last_real_finished_row(dest.name, "sync")
-        usage = store.last_real_success_row(dest.name, "usage")
+        last_sync = store.last_real_finished_row(dest.name, JobKind.SYNC)
+        usage = store.last_real_success_row(dest.name, JobKind.USAGE)
         samples = destination_samples(dest, overdue_of(dest) is not None, last_sync,
-                                      store.last_real_success_row(dest.name, "sync"), usage)
+                                      store.last_real_success_row(dest.name, JobKind.SYNC), usage)
         for name, value in samples.items():
             gauges[name].labels(destination=dest.name).set(value)
     return registry

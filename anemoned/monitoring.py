@@ -27,13 +27,14 @@ from zoneinfo import ZoneInfo
 from . import keys, metrics, notify, overdue
 from .config import Config
 from .destinations import Destination
+from .jobtypes import Job, JobKind, JobState
 from .logs import event
 from .scheduler import zone
 from .store import Store
 from .timeutil import instant, iso, utc_now
 
 MAX_SLEEP_S = 300.0
-NOTIFIED_KINDS = ("sync", "verify")
+NOTIFIED_KINDS = (JobKind.SYNC, JobKind.VERIFY)
 #: Seconds shutdown waits for notifications still on their way.
 CLOSE_TIMEOUT_S = 5.0
 
@@ -57,7 +58,7 @@ class Monitor:
 
     def deadline_of(self, dest: Destination) -> overdue.Overdue | None:
         """When the destination becomes overdue without a new success."""
-        last = self.store.last_real_success_row(dest.name, "sync")
+        last = self.store.last_real_success_row(dest.name, JobKind.SYNC)
         return overdue.deadline(dest.enabled, dest.schedule, dest.schedule_state, dest.created_at, dest.max_age_s,
                                 instant(last["finished_at"]) if last else None, self.tz())
 
@@ -107,27 +108,28 @@ class Monitor:
 
     # -- jobs ------------------------------------------------------------------------
 
-    def job_started(self, job: dict[str, Any]) -> None:
-        if job["kind"] == "sync" and not job["dry_run"]:
-            self._ping(job["destination"], "start", f"anemoned job {job['id']} (sync of {job['destination']!r}) started")
+    def job_started(self, job: Job) -> None:
+        if job.kind == JobKind.SYNC and not job.dry_run:
+            self._ping(job.destination, "start", f"anemoned job {job.id} (sync of {job.destination!r}) started")
 
-    def job_finished(self, job: dict[str, Any]) -> None:
+    def job_finished(self, job: Job) -> None:
         """Notify and ping for the job, then refresh overdue and metrics."""
-        row = self.store.destination_row(job["destination"])
-        real = not job["dry_run"] and job["state"] in ("succeeded", "failed")
-        if row is not None and real and job["kind"] in NOTIFIED_KINDS:
+        row = self.store.destination_row(job.destination)
+        real = not job.dry_run and job.state in (JobState.SUCCEEDED, JobState.FAILED)
+        if row is not None and real and job.kind in NOTIFIED_KINDS:
             dest = Destination.from_row(row)
-            self._notify(dest, notify.job_message(self._job_event(dest, job), job, self.host), job["id"])
-            if job["kind"] == "sync":
-                self._ping(dest.name, "0" if job["state"] == "succeeded" else "1", notify.ping_body(job))
+            shown = job.view()  # messages say what `job show` would
+            self._notify(dest, notify.job_message(self._job_event(dest, job), shown, self.host), job.id)
+            if job.kind == JobKind.SYNC:
+                self._ping(dest.name, "0" if job.state == JobState.SUCCEEDED else "1", notify.ping_body(shown))
         self.wake.set()  # the overdue check runs next, in run()
         self.write_metrics()
 
-    def _job_event(self, dest: Destination, job: dict[str, Any]) -> str:
-        if job["state"] == "failed":
+    def _job_event(self, dest: Destination, job: Job) -> str:
+        if job.state == JobState.FAILED:
             return "failure"
-        previous = self.store.previous_outcome(dest.name, job["kind"], job["id"])
-        if previous == "failed" or (job["kind"] == "sync" and dest.monitor_state.get("overdue_since")):
+        previous = self.store.previous_outcome(dest.name, job.kind, job.id)
+        if previous == "failed" or (job.kind == JobKind.SYNC and dest.monitor_state.get("overdue_since")):
             return "recovery"
         return "success"
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from .errors import InvalidField
+from .jobtypes import JobKind
 
 POLICIES = ("failure", "recovery", "always")
 #: message event -> the policies that receive it
@@ -118,7 +119,7 @@ def _user_lines(job: dict[str, Any]) -> list[str]:
     for name, u in sorted(users.items()):
         if u.get("status") == "succeeded":
             continue
-        if job["kind"] == "verify":
+        if job["kind"] == JobKind.VERIFY:
             detail = f"{u.get('differ', 0)} differ, {u.get('missing', 0)} missing on the server, {u.get('errors', 0)} errors"
         else:
             detail = u.get("status", "?") + (f": {u['warning']}" if u.get("warning") else "")
@@ -129,14 +130,15 @@ def _user_lines(job: dict[str, Any]) -> list[str]:
 
 
 def job_message(event: str, job: dict[str, Any], host: str) -> Message:
-    """The message for a finished job: failure, recovery or success."""
+    """The message for a finished job (as `job show --json` shows it):
+    failure, recovery or success."""
     what = f"{job['kind']} of destination {job['destination']!r}"
     verb = {"failure": "failed", "recovery": "succeeded again", "success": "succeeded"}[event]
     lines = [f"The {what} {verb} on {host}.", f"Job: {job['id']} ({job['trigger']}), finished {job['finished_at']}"]
     if job.get("error"):
         lines.append(f"Error: {job['error']}")
     stats = job.get("stats") or {}
-    if job["kind"] == "sync" and "files_transferred" in stats and event != "failure":
+    if job["kind"] == JobKind.SYNC and "files_transferred" in stats and event != "failure":
         lines.append(f"{stats['files_transferred']} files ({_size(stats.get('bytes_transferred'))}) transferred, "
                      f"{stats.get('files_deleted', 0)} deleted")
     lines += _user_lines(job)

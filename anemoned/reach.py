@@ -27,9 +27,9 @@ _IDENT = b"SSH-2.0-anemoned-preflight\r\n"
 
 
 class Unanswered(Exception):
-    """The server did not answer; .cls is a failure class (rclone.*)."""
+    """The server did not answer; .cls says how."""
 
-    def __init__(self, cls: str, message: str) -> None:
+    def __init__(self, cls: rclone.FailureClass, message: str) -> None:
         super().__init__(message)
         self.cls = cls
 

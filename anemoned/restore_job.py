@@ -31,7 +31,7 @@ def copy_args(source: str, target: str) -> list[str]:
             "--create-empty-src-dirs"]
 
 
-async def restore_job(ctx: JobContext) -> JobOutcome:
+async def run(ctx: JobContext) -> JobOutcome:
     return await run_job(ctx, _restore)
 
 

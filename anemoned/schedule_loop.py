@@ -19,13 +19,14 @@ from typing import Any, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
 from .jobs import JobQueue
+from .jobtypes import Job, JobKind, JobState, Trigger
 from .logs import event
 from .scheduler import after_scheduled_finish, after_scheduled_start, next_run, skip_missed, zone
 from .store import Store
 from .timeutil import iso, utc_now
 
 #: job kind -> (schedule column, bookkeeping column) in the destinations table
-SCHEDULED_KINDS = {"sync": ("schedule", "schedule_state"), "verify": ("verify_schedule", "verify_schedule_state")}
+SCHEDULED_KINDS = {JobKind.SYNC: ("schedule", "schedule_state"), JobKind.VERIFY: ("verify_schedule", "verify_schedule_state")}
 #: The loop re-reads the clock at least this often: asyncio sleeps on the
 #: monotonic clock, which stands still while the machine is suspended.
 MAX_SLEEP_S = 300.0
@@ -65,7 +66,7 @@ class ScheduleLoop:
         self._zone = await asyncio.to_thread(zone, self.timezone())
         self.wake.set()
 
-    def _guarded(self, row: dict[str, Any], kind: str, compute: Callable[[], T], clears: bool = False) -> T | None:
+    def _guarded(self, row: dict[str, Any], kind: JobKind, compute: Callable[[], T], clears: bool = False) -> T | None:
         """compute() for one destination's schedule of `kind`; when it
         fails, that schedule is off (None), the error is logged once and
         kept for warnings(). Only the computation of the next moment
@@ -91,14 +92,14 @@ class ScheduleLoop:
                 f"anemonectl dest schedule {name!r}{cmd[kind]} ..."
                 for (dest, kind), why in sorted(self.errors.items()) if dest == name]
 
-    def _due(self, row: dict[str, Any], kind: str, now: datetime) -> datetime | None:
+    def _due(self, row: dict[str, Any], kind: JobKind, now: datetime) -> datetime | None:
         if not row["enabled"]:
             return None  # disabled destinations never run
         schedule_col, state_col = SCHEDULED_KINDS[kind]
         return self._guarded(row, kind, lambda: next_run(row[schedule_col], row[state_col], now, self.zone()),
                              clears=True)
 
-    def next_run(self, row: dict[str, Any], kind: str = "sync") -> str | None:
+    def next_run(self, row: dict[str, Any], kind: JobKind = JobKind.SYNC) -> str | None:
         """When the destination next runs `kind` (ISO), or None; a moment
         already due shows as now."""
         now = self.clock()
@@ -135,7 +136,7 @@ class ScheduleLoop:
             except asyncio.TimeoutError:
                 pass
 
-    def _tick(self, row: dict[str, Any], kind: str, now: datetime) -> datetime | None:
+    def _tick(self, row: dict[str, Any], kind: JobKind, now: datetime) -> datetime | None:
         """Start the destination's `kind` job if due; its next moment."""
         due = self._due(row, kind, now)
         if due is not None and due <= now:
@@ -153,26 +154,27 @@ class ScheduleLoop:
                     self.store.update_destination(row["name"], {state_col: state})
                     event(logging.INFO, "missed scheduled runs skipped", dest=row["name"], kind=kind)
 
-    def _start(self, row: dict[str, Any], kind: str, now: datetime) -> None:
+    def _start(self, row: dict[str, Any], kind: JobKind, now: datetime) -> None:
         state_col = SCHEDULED_KINDS[kind][1]
         state = row[state_col]
         is_retry = bool(state.get("retry_at")) and datetime.fromisoformat(state["retry_at"]) <= now
-        job, created = self.jobs.submit(row["name"], kind, False, trigger="retry" if is_retry else "schedule")
+        job, created = self.jobs.submit(row["name"], kind, False, trigger=Trigger.RETRY if is_retry else Trigger.SCHEDULE)
         if not created:
-            event(logging.INFO, "scheduled moment absorbed by the running job", dest=row["name"], job=job["id"])
+            event(logging.INFO, "scheduled moment absorbed by the running job", dest=row["name"], job=job.id)
         self.store.update_destination(row["name"], {state_col: after_scheduled_start(state, now, is_retry)})
 
-    def job_finished(self, job: dict[str, Any]) -> None:
+    def job_finished(self, job: Job) -> None:
         """Retry bookkeeping after a scheduled job ended."""
-        if job["trigger"] in ("schedule", "retry") and job["kind"] in SCHEDULED_KINDS:
-            row = self.store.destination_row(job["destination"])
+        if job.trigger in (Trigger.SCHEDULE, Trigger.RETRY) and job.kind in SCHEDULED_KINDS:
+            row = self.store.destination_row(job.destination)
             if row is not None:
-                schedule_col, state_col = SCHEDULED_KINDS[job["kind"]]
-                state = self._guarded(row, job["kind"], lambda: after_scheduled_finish(
-                    row[schedule_col], row[state_col], job["state"] == "succeeded", self.clock(), self.zone()))
+                kind = job.kind
+                schedule_col, state_col = SCHEDULED_KINDS[kind]
+                state = self._guarded(row, kind, lambda: after_scheduled_finish(
+                    row[schedule_col], row[state_col], job.state == JobState.SUCCEEDED, self.clock(), self.zone()))
                 if state is not None:
                     self.store.update_destination(row["name"], {state_col: state})
                     if state.get("retry_at"):
-                        event(logging.WARNING, f"scheduled {job['kind']} failed; retrying later", dest=row["name"],
-                              job=job["id"], retry_at=state["retry_at"], failures=state["failures"])
+                        event(logging.WARNING, f"scheduled {job.kind} failed; retrying later", dest=row["name"],
+                              job=job.id, retry_at=state["retry_at"], failures=state["failures"])
         self.wake.set()

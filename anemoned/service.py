@@ -17,13 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import __version__, access, caps, crash, remote_jobs, spawner, userproc
+from . import __version__, access, caps, crash, restore_job, spawner, sync_job, usage_job, userproc, verify_job
 from .api import data, dest, job, notify, status  # noqa: F401 (each registers its methods)
 from .api import dispatch as api_dispatch, views
 from .api.context import Context, Runtime
 from .attach import AttachServer, find_sftp_server
 from .config import DEFAULT_CONFIG_PATH, RESTART_ONLY, Config, ConfigError, load_config
 from .jobs import JobOutcome, JobQueue
+from .jobtypes import Job, JobKind, Trigger
 from .logs import event, set_level, setup_logging
 from .monitoring import Monitor
 from .protocol import Request
@@ -32,9 +33,6 @@ from .schedule_loop import ScheduleLoop
 from .server import AlreadyRunning, Peer, RpcServer
 from .store import Store, StoreError
 from .jobrunner import JobContext
-from .restore_job import restore_job
-from .sync_job import run_sync_job
-from .verify import verify_job
 from .systemd_notify import Notifier
 
 
@@ -57,10 +55,10 @@ class Daemon:
         self.attach = AttachServer(config.data_dir / "attach", sftp_server)
         self.server = RpcServer(config.socket, config.socket_group, self.dispatch)
         job_functions = {
-            "sync": self._job(run_sync_job),
-            "restore": self._job(restore_job),
-            "verify": self._job(verify_job),
-            "usage": self._job(remote_jobs.usage_job),
+            JobKind.SYNC: self._job(sync_job.run),
+            JobKind.RESTORE: self._job(restore_job.run),
+            JobKind.VERIFY: self._job(verify_job.run),
+            JobKind.USAGE: self._job(usage_job.run),
         }
         self.monitor = Monitor(self.store, lambda: self.config, on_change=self.refresh_status,
                                tz=lambda: self.schedules.zone())
@@ -94,23 +92,24 @@ class Daemon:
 
     def _job(self, fn: Callable[[JobContext], Awaitable[JobOutcome]]) -> Callable[..., Awaitable[JobOutcome]]:
         """A job function bound to the daemon's current config and rclone."""
-        async def run(job: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> JobOutcome:
+        async def run(job: Job, report: Callable[[dict[str, Any]], None]) -> JobOutcome:
             return await fn(JobContext(self.config, self.store, self.runtime.rclone_binary, self.attach, job, report,
-                                       self.job_log_path(job["id"])))
+                                       self.job_log_path(job.id)))
         return run
 
     def _catch_up_interrupted(self) -> None:
         """A sync cut short by a crash or stop runs again soon after start-up:
         the backup it was making is still wanted."""
         for job_id in self.interrupted:
-            job = self.store.job_row(job_id)
-            if job is None or job["kind"] != "sync" or job["dry_run"]:
+            row = self.store.job_row(job_id)
+            job = Job.from_row(row) if row is not None else None
+            if job is None or job.kind != JobKind.SYNC or job.dry_run:
                 continue
-            dest = self.store.destination_row(job["destination"])
+            dest = self.store.destination_row(job.destination)
             if dest is not None and dest["enabled"]:
-                self.jobs.submit(job["destination"], "sync", False, trigger="catch-up", options=job["options"])
+                self.jobs.submit(job.destination, JobKind.SYNC, False, trigger=Trigger.CATCH_UP, options=job.options)
 
-    def _job_finished(self, job: dict[str, Any]) -> None:
+    def _job_finished(self, job: Job) -> None:
         self.schedules.job_finished(job)
         self.monitor.job_finished(job)
 

@@ -147,7 +147,7 @@ class Engine:
                 extra = set()  # mirrored
                 continue
             if run.silent_server is not None:
-                cls = run.silent_server.split(":", 1)[0]
+                cls = rclone.FailureClass(run.silent_server.split(":", 1)[0])
                 self._fail(users, names + [u.name for b in queue for u in b], run.silent_server)
                 result.error, result.failure_class = run.silent_server, cls
                 break
@@ -231,7 +231,7 @@ class Engine:
             result.deleted.update(todo)
             return
         failed = {n for n in collector.user_errors if n in todo}
-        cls = rclone.classify(collector.general_errors) if silent is None else silent.split(":", 1)[0]
+        cls = rclone.classify(collector.general_errors) if silent is None else rclone.FailureClass(silent.split(":", 1)[0])
         if silent is not None or stalled or cls in DESTINATION_CLASSES or not failed:
             message = silent or (f"no progress for {self.settings.stall_timeout_s:g} s while moving deleted files"
                                  if stalled else rclone.failure_message(cls, collector.errors,

@@ -63,7 +63,7 @@ def users_error(users: dict[str, dict[str, Any]]) -> str | None:
     return f"{len(bad)} of {tried} users not backed up: {named}{more}"
 
 
-async def run_sync_job(ctx: JobContext) -> JobOutcome:
+async def run(ctx: JobContext) -> JobOutcome:
     return await run_job(ctx, _sync, uploads=True)
 
 
@@ -82,7 +82,7 @@ async def _sync(run: JobRun) -> JobOutcome:
     except InvalidField as err:  # a stored value that no longer validates (a hand-edited database)
         return JobOutcome(JobState.FAILED, err.message)
     settings = SyncSettings(
-        remote_path=dest.remote_path, dry_run=bool(job["dry_run"]),
+        remote_path=dest.remote_path, dry_run=job.dry_run,
         max_delete=None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent,
                                                                            remote_files),
         versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
@@ -104,7 +104,7 @@ async def _sync(run: JobRun) -> JobOutcome:
     plan.unchanged = [replace(u, scan=replace(u.scan, raw=b"")) if u.scan else u for u in plan.unchanged]
     for name, why in plan.skipped.items():
         log.note("user skipped", user=name, reason=why)
-        event(logging.WARNING, "user skipped", job=job["id"], dest=dest.name, user=name, reason=why)
+        event(logging.WARNING, "user skipped", job=job.id, dest=dest.name, user=name, reason=why)
     for warning in plan.warnings:
         log.note(warning)
     listings = {u.name: listing(u.scan) for u in plan.included if u.scan is not None}
@@ -122,7 +122,7 @@ async def _sync(run: JobRun) -> JobOutcome:
         await asyncio.to_thread(index_db.mark_dirty, dest.name, sorted(plan.synced), place)
     # `connections` is the destination remote's option: only the server's
     # connections are limited, not the users' local readers.
-    engine = Engine(ctx.binary, {**run.env, **link.dest_env()}, ctx.attach, config.tmp_dir, job["id"], settings, log,
+    engine = Engine(ctx.binary, {**run.env, **link.dest_env()}, ctx.attach, config.tmp_dir, job.id, settings, log,
                     ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port))
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
@@ -138,7 +138,7 @@ async def _sync(run: JobRun) -> JobOutcome:
             await prune_versions(ctx.binary, run.env, store, dest, log)
     if result.refused_deletes:
         error = guard_message(dest, settings, result.refused_deletes, stats["files_deleted"])
-        event(logging.ERROR, "delete guard stopped a sync", job=job["id"], dest=dest.name,
+        event(logging.ERROR, "delete guard stopped a sync", job=job.id, dest=dest.name,
               refused=result.refused_deletes, limit=settings.max_delete)
         return JobOutcome(JobState.FAILED, error, stats)
     if result.ok:
@@ -148,7 +148,7 @@ async def _sync(run: JobRun) -> JobOutcome:
         error = f"{rclone.DISK_FULL}: the server has less free space than this sync needs ({error})"
     for name, u in result.users.items():
         if u["status"] != "succeeded":
-            event(logging.WARNING, f"user {u['status']}", job=job["id"], dest=dest.name, user=name,
+            event(logging.WARNING, f"user {u['status']}", job=job.id, dest=dest.name, user=name,
                   reason=(u.get("error") or "")[:300])
     return JobOutcome(JobState.FAILED, error, stats)
 

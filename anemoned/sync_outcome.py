@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .rclone import FailureClass
+
 
 @dataclass(frozen=True)
 class SyncSettings:
@@ -31,7 +33,7 @@ class SyncResult:
     checks: int = 0
     refused_deletes: int = 0
     #: the destination-level failure class, when the destination failed
-    failure_class: str | None = None
+    failure_class: FailureClass | None = None
     #: per succeeded user: rclone's confirmations (remote_index.py)
     confirmed: dict[str, dict[str, int | None]] = field(default_factory=dict)
     #: per succeeded incremental user: the paths its deletions removed

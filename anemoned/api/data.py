@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from .. import restore
+from ..jobtypes import JobKind, Trigger
 from ..protocol.methods import DestName, Restore, RestoreList, Verify
 from .actions import dest_env
 from .context import Context
@@ -26,8 +27,8 @@ async def restore_(ctx: Context, p: Restore) -> dict[str, Any]:
         restore.check_version(p.version)
     load_destination(ctx, p.destination, "destination")
     options = {"user": user, "to": str(target), "path": path, "version": p.version, "overwrite": p.overwrite}
-    row, _ = ctx.jobs.submit(p.destination, "restore", False, trigger="manual", options=options)
-    return ctx.jobs.view(row)
+    job, _ = ctx.jobs.submit(p.destination, JobKind.RESTORE, False, trigger=Trigger.MANUAL, options=options)
+    return ctx.jobs.view(job)
 
 
 @handles("restore.list")
@@ -52,13 +53,13 @@ async def verify_(ctx: Context, p: Verify) -> dict[str, Any]:
     if p.user is not None:
         restore.check_user(p.user)
     load_destination(ctx, p.destination, "destination")
-    row, _ = ctx.jobs.submit(p.destination, "verify", False, trigger="manual",
+    job, _ = ctx.jobs.submit(p.destination, JobKind.VERIFY, False, trigger=Trigger.MANUAL,
                              options={"user": p.user, "download": p.download})
-    return ctx.jobs.view(row)
+    return ctx.jobs.view(job)
 
 
 @handles("dest.usage")
 async def dest_usage(ctx: Context, p: DestName) -> dict[str, Any]:
     load_destination(ctx, p.name)
-    row, _ = ctx.jobs.submit(p.name, "usage", False, trigger="manual")
-    return ctx.jobs.view(row)
+    job, _ = ctx.jobs.submit(p.name, JobKind.USAGE, False, trigger=Trigger.MANUAL)
+    return ctx.jobs.view(job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Conflict, InvalidField
+from ..jobtypes import JobKind, Trigger
 from ..protocol.methods import JobId, JobList, JobWait, Sync
 from ..users import safe_user_name
 from .context import Context
@@ -20,15 +21,15 @@ async def sync(ctx: Context, p: Sync) -> dict[str, Any]:
         raise Conflict(f"destination {p.destination!r} is disabled; enable it first "
                        f"(anemonectl dest enable {p.destination!r})")
     options = {"allow_deletes": p.allow_deletes, "allow_empty": sorted(set(p.allow_empty)), "full": p.full}
-    row, _created = ctx.jobs.submit(p.destination, "sync", p.dry_run, trigger="manual", options=options)
-    return ctx.jobs.view(row)
+    job, _created = ctx.jobs.submit(p.destination, JobKind.SYNC, p.dry_run, trigger=Trigger.MANUAL, options=options)
+    return ctx.jobs.view(job)
 
 
 @handles("job.list")
 async def job_list(ctx: Context, p: JobList) -> list[dict[str, Any]]:
     if p.destination is not None:
         load_destination(ctx, p.destination, "destination")
-    return [ctx.jobs.view(r) for r in ctx.store.job_rows(destination=p.destination, limit=p.limit)]
+    return [ctx.jobs.view(j) for j in ctx.jobs.recent(destination=p.destination, limit=p.limit)]
 
 
 @handles("job.show")
@@ -44,7 +45,7 @@ async def job_wait(ctx: Context, p: JobWait) -> dict[str, Any]:
 
 @handles("job.cancel")
 async def job_cancel(ctx: Context, p: JobId) -> dict[str, Any]:
-    row = ctx.jobs.get(p.id)
-    if row["state"] not in ("queued", "running"):
-        raise Conflict(f"job {p.id} has already ended ({row['state']})")
+    job = ctx.jobs.get(p.id)
+    if not job.active:
+        raise Conflict(f"job {p.id} has already ended ({job.state.value})")
     return ctx.jobs.view(await ctx.jobs.cancel(p.id))

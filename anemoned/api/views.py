@@ -8,6 +8,7 @@ from typing import Any
 from .. import __version__, usage
 from ..destinations import Destination
 from ..errors import NotFound
+from ..jobtypes import JobKind
 from ..protocol.methods import NotifyTarget, StatusResult
 from .context import Context
 
@@ -22,10 +23,10 @@ def load_destination(ctx: Context, name: str, field: str = "name") -> Destinatio
 def destination_view(ctx: Context, dest: Destination) -> dict[str, Any]:
     """A destination as dest show/list print it (CONTRACT JSON shape)."""
     view = dest.public()
-    view["next_run"] = ctx.schedules.next_run(dest.to_row(), "sync")
-    view["next_verify"] = ctx.schedules.next_run(dest.to_row(), "verify")
-    last = ctx.store.last_finished_job_row(dest.name, "sync")
-    measured = ctx.store.last_finished_job_row(dest.name, "usage")
+    view["next_run"] = ctx.schedules.next_run(dest.to_row(), JobKind.SYNC)
+    view["next_verify"] = ctx.schedules.next_run(dest.to_row(), JobKind.VERIFY)
+    last = ctx.store.last_finished_job_row(dest.name, JobKind.SYNC)
+    measured = ctx.store.last_finished_job_row(dest.name, JobKind.USAGE)
     view["usage"] = measured["stats"] if measured and measured["state"] == "succeeded" else None
     warning = usage.free_space_warning(view["usage"], dest.warn_free_percent)
     monitoring = ctx.monitor.view(dest)

@@ -89,9 +89,9 @@ def test_conflicts(ctx):
 
     async def finished_job() -> int:
         ctx.store.update_destination("a", {"enabled": True})
-        row, _ = ctx.jobs.submit("a", "usage", False, trigger="manual")
-        await ctx.jobs.wait(row["id"], 5)
-        return row["id"]
+        job, _ = ctx.jobs.submit("a", "usage", False, trigger="manual")
+        await ctx.jobs.wait(job.id, 5)
+        return job.id
     job_id = asyncio.run(finished_job())
     err = error_of(ctx, "job.cancel", id=job_id)
     assert err.code == ErrorCode.CONFLICT and "already ended" in err.message

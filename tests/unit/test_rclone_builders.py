@@ -1,4 +1,5 @@
 """Pure builders of rclone invocations and the interpretation of its errors."""
+import json
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,18 @@ def test_failure_message_names_the_class_and_strips_retry_prefixes():
     assert rclone.failure_message(rclone.classify(msgs), msgs, "x") == \
         "unreachable: couldn't connect SSH: dial tcp 127.0.0.1:9: connect: connection refused"
     assert rclone.failure_message(None, [], "rclone exited with status 7") == "rclone exited with status 7"
+
+
+def test_failure_classes_are_the_strings_the_wire_carries():
+    # job errors ("class: message"), `dest test`'s `class` and stats carry
+    # these exact strings (CONTRACT.md); the enum must not change one
+    assert {c.value for c in rclone.FailureClass} == {
+        "unreachable", "timeout", "host key unknown", "host key mismatch", "authentication failed",
+        "session refused", "remote path missing", "remote path not writable", "remote disk full", "unknown"}
+    cls = rclone.classify(["ssh: handshake failed: knownhosts: key mismatch"])
+    assert cls is rclone.FailureClass.HOST_KEY_MISMATCH and cls == "host key mismatch"
+    # written as its value everywhere a string goes: f-strings, JSON, the store
+    assert f"{cls}: x" == "host key mismatch: x" and json.dumps({"class": cls}) == '{"class": "host key mismatch"}'
 
 
 def test_secrets_in_the_environment_are_redacted_from_what_rclone_says():

@@ -9,7 +9,7 @@ from .jobs import JobOutcome, JobState
 from .logs import event
 
 
-async def usage_job(ctx: JobContext) -> JobOutcome:
+async def run(ctx: JobContext) -> JobOutcome:
     return await run_job(ctx, _usage)
 
 
