@@ -36,10 +36,19 @@ def run_w1(daemon: DaemonProcess, sshd: SshServer, a_users_n: int, lines: list[s
     a_noop = bench.baseline_a(daemon.users_dir, a_users, remote_a) * scale
     changed = daemon.users_dir / "user0100/backup/dir1/file001.dat"
 
+    sizes = iter(range(1000, 1100))
+
     def change_one() -> None:
-        changed.write_bytes(os.urandom(1000))
+        # A new size each time: two rewrites within one second with the same
+        # size and mtime are the same file to rclone and to the index (README,
+        # "The remote index"), and would measure a sync with nothing to send.
+        changed.write_bytes(os.urandom(next(sizes)))
     b_one = median_of(3, lambda: (change_one(), bench.baseline_b(daemon.users_dir, remote_b))[1])
     o_one = median_of(3, lambda: (change_one(), ours(daemon, "w1"))[1])
+    user, _, *inside = changed.relative_to(daemon.users_dir).parts  # <user>/backup/... -> backup/<user>/...
+    sent = remote_ours.joinpath("backup", user, *inside)
+    if sent.read_bytes() != changed.read_bytes():
+        raise RuntimeError(f"the last change of {changed} did not reach the server")
     note = f"A measured on {len(a_users)} of 200 users and scaled x{scale:g}"
     for label, o, b, a, target in (("initial sync", o_init, b_init, a_init, 1.6),
                                    ("nothing changed", o_noop, b_noop, a_noop, 0.5)):
