@@ -4,8 +4,8 @@ It is forked from the daemon at launch (anemoned.launch), before the
 daemon has imported or allocated much, and serves it over a socketpair
 for as long as the daemon lives. Why a process of its own:
 
-- Speed. Every user's program (the scan's find, a reader's sftp-server,
-  verify's md5sum) is a fork of this small, single-threaded process
+- Speed. Every user's program (a reader's sftp-server, verify's md5sum)
+  and every scanner (treewalk.py) is a fork of this small, single-threaded process
   (~14 MB) instead of the daemon (~40 MB and a dozen threads). A fork that
   changes uid cannot use vfork, so its cost is the page tables copied:
   at a few hundred users a sync, that was most of a nothing-changed sync.

@@ -1,6 +1,6 @@
 """Running a program as a user: the daemon's side of the spawner
-(spawner.py), and output_of for the scans of a tree (find) and a verify's
-local hashes (rclone md5sum).
+(spawner.py), and output_of for a program whose output is wanted: a
+verify's local hashes (rclone md5sum).
 
 The program is the user's own process: they may stop it (SIGSTOP) or make
 it wait forever. So nothing here waits for it without a bound: a start is

@@ -1,8 +1,9 @@
 """What is in a user's tree, seen with that user's rights.
 
 A scanner lists the tree with the user's rights (treewalk.py, scans.py)
-and gives one record per entry, exactly as `find -P -xdev -printf` would: depth, owner, type, size, modification time, inode, device and
-relative path. From it the daemon learns whether the tree is empty,
+and gives one record per entry, exactly as `find -P -xdev -printf` would:
+depth, owner, type, size, modification time, inode, device and relative
+path. From it the daemon learns whether the tree is empty,
 whether `backup/` really belongs to the user it ran as, and a fingerprint
 of every path, size, mtime and inode: when the fingerprint equals the one
 recorded after the user's last successful sync to a destination, nothing
@@ -34,7 +35,7 @@ class TreeScan:
     files: int  # regular files
     bytes: int
     problem: str | None  # why the tree is not backed up, or None
-    unreadable: str | None = None  # find's first complaint, if any
+    unreadable: str | None = None  # the scan's first complaint, if any
     #: directories inside the tree where another file system is mounted
     #: (relative paths): not crossed, so left out of the sync
     mounts: tuple[str, ...] = ()
@@ -97,7 +98,7 @@ async def scan_many(trees: list[tuple[UserIdentity, Path]], users_dev: int, time
 
 
 def parse(out: bytes, err: bytes, uid: int, users_dev: int) -> TreeScan:
-    """A TreeScan from find's output. Pure."""
+    """A TreeScan from the scanner's records (find -printf's format). Pure."""
     records = out.split(b"\0")
     if records and records[-1] == b"":
         records.pop()
