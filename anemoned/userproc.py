@@ -49,7 +49,10 @@ class Child:
         """SIGKILL to the program and its process group, unless it has
         already been reaped."""
         if not self.exited.done():
-            self.spawner.send({"op": "kill", "pid": self.pid})
+            try:
+                self.spawner.send({"op": "kill", "pid": self.pid})
+            except (SpawnerGone, OSError):
+                pass  # the spawner is gone, and its children died with it (parent-death signal)
 
 
 class Spawner:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.daemon import DaemonProcess
+from testbed.daemon import QUICK_FAILURES, DaemonProcess
 from testbed.files import snapshot, sparse, write
 from testbed.linksim import LinkSim
 from testbed.sshd import SshServer
@@ -107,7 +107,7 @@ def test_link_options_reach_rclone_and_a_silent_link_fails_the_job_as_timeout(li
 
 def test_a_link_that_comes_back_in_time_does_not_fail_the_job(linked):
     daemon, link, remote = linked
-    probe_after = float(os.environ.get("ANEMONED_PROBE_AFTER_S", "6"))  # the suite's QUICK_FAILURES
+    probe_after = float(QUICK_FAILURES["ANEMONED_PROBE_AFTER_S"])  # what the suite's daemons are started with
     job = daemon.ctl_json("sync", "d")
     daemon.wait_for_progress(job["id"])
     link.pause()
