@@ -55,8 +55,9 @@ class Accounts:
     sources (LDAP, SSSD) may not list everything they know, so then every
     lookup is asked of the system as before."""
 
-    def __init__(self, nsswitch: Path = Path("/etc/nsswitch.conf")) -> None:
-        self.local = all(set(_sources(nsswitch, db)) <= {"files", "systemd"} for db in ("passwd", "group"))
+    def __init__(self, nsswitch: Path | None = Path("/etc/nsswitch.conf")) -> None:
+        """nsswitch None: ask the system every time (single lookups)."""
+        self.local = nsswitch is not None and all(set(_sources(nsswitch, db)) <= {"files", "systemd"} for db in ("passwd", "group"))
         self.by_uid: dict[int, pwd.struct_passwd] = {}
         self.by_name: dict[str, pwd.struct_passwd] = {}
         self.member_of: dict[str, set[int]] = {}
@@ -100,7 +101,7 @@ def account_identity(uid: int, daemon_uid: int, accounts: Accounts | None = None
         raise NotAUser("it belongs to root; only users' own files are backed up as a user")
     if uid == daemon_uid:
         raise NotAUser("it belongs to the daemon's own user")
-    accounts = accounts or Accounts(nsswitch=Path("/nonexistent"))
+    accounts = accounts or Accounts(nsswitch=None)
     try:
         pw = accounts.getpwuid(uid)
     except KeyError:
@@ -123,7 +124,7 @@ def tree_identity(user_dir: Path, name: str, daemon_uid: int, accounts: Accounts
             raise NotAUser("backup/ is a symbolic link; it is not followed")
         if not stat.S_ISDIR(st.st_mode):
             raise NotAUser("backup/ is not a directory")
-    accounts = accounts or Accounts(nsswitch=Path("/nonexistent"))
+    accounts = accounts or Accounts(nsswitch=None)
     identity = account_identity(st.st_uid, daemon_uid, accounts)
     try:
         named = accounts.getpwnam(name)

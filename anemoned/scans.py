@@ -12,6 +12,7 @@ everyone else at most HEDGE_AFTER_S.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 from . import userproc
@@ -19,7 +20,7 @@ from .identity import UserIdentity
 
 #: seconds without a tree's listing after which the trees after it go to a new scanner
 HEDGE_AFTER_S = 2.0
-#: a scanner's share of trees is at most about this much of JSON
+#: a scanner's request carries at most this much JSON of trees
 MAX_REQUEST_BYTES = 64 * 1024
 
 
@@ -52,7 +53,7 @@ def _batches(trees: list[tuple[UserIdentity, str]]) -> list[list[tuple[UserIdent
     batches: list[list[tuple[UserIdentity, str]]] = [[]]
     size = 0
     for identity, path in trees:
-        cost = len(path.encode(errors="surrogateescape")) + 12 * (len(identity.groups) + 3) + 64
+        cost = len(json.dumps(userproc.scan_entry(identity, path))) + 2  # as sent, escapes included
         if batches[-1] and size + cost > MAX_REQUEST_BYTES:
             batches.append([])
             size = 0

@@ -91,8 +91,8 @@ class Spawner:
         """A scanner (treewalk.py) listing each tree as its owner, framed on stdout."""
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            return self._request({"op": "scan", "trees": [{"uid": i.uid, "gid": i.gid, "groups": list(i.groups),
-                                                           "path": path} for i, path in trees]}, [null, stdout, null])
+            return self._request({"op": "scan", "trees": [scan_entry(i, path) for i, path in trees]},
+                                 [null, stdout, null])
         finally:
             os.close(null)
 
@@ -144,6 +144,11 @@ class Spawner:
                 started.set_result(child)
             else:
                 started.set_exception(OSError(answer.get("error", "the spawner could not start it")))
+
+
+def scan_entry(identity: UserIdentity, path: str) -> dict[str, Any]:
+    """One tree of a scanner's request, as the spawner reads it."""
+    return {"uid": identity.uid, "gid": identity.gid, "groups": list(identity.groups), "path": path}
 
 
 _spawner: Spawner | None = None
