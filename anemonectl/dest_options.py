@@ -59,7 +59,7 @@ def fields(args: argparse.Namespace) -> dict[str, Any]:
         "warn_free_percent": args.warn_free_percent, "stall_timeout": args.stall_timeout,
         "full_sync_every": args.full_sync_every, "verify_download": args.verify_download, "max_age": args.max_age,
         "transfers": args.transfers, "checkers": args.checkers, "connections": args.connections,
-        "bwlimit": args.bwlimit,
+        "processes": args.processes, "bwlimit": args.bwlimit,
     }
     if args.trust_host_key:
         fields["trust_host_key"] = True

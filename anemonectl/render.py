@@ -88,8 +88,8 @@ def last_sync(ls: dict[str, Any] | None) -> str:
 
 def link(d: dict[str, Any]) -> str:
     """Parallelism and bandwidth schedule, as the daemon uses them."""
-    text = (f"{d.get('transfers')} transfers, {d.get('checkers')} checkers, at most {d.get('connections')} "
-            f"SSH connections; bandwidth {d.get('bwlimit') or 'off'}")
+    text = (f"{d.get('processes')} rclone processes, each {d.get('transfers')} transfers, {d.get('checkers')} "
+            f"checkers, at most {d.get('connections')} SSH connections; bandwidth {d.get('bwlimit') or 'off'}")
     return text + (f" (refused: {d['link_error']})" if d.get("link_error") else "")
 
 

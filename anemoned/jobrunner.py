@@ -7,6 +7,7 @@ operation, `operation(run: JobRun) -> JobOutcome`; service.py maps each
 JobKind to its module's run."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -46,6 +47,9 @@ class JobRun:
     dest: Destination
     env: dict[str, str]
     log: JobLog
+    #: how long the server took to answer the preflight (a round trip or
+    #: two: what spaces out a sync's SSH handshakes, link_options.stagger)
+    preflight_s: float = 0.0
 
     @property
     def options(self) -> dict[str, Any]:
@@ -60,15 +64,17 @@ async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOu
     dest = Destination.from_row(row)
     log = JobLog(ctx.log_path)
     try:
+        asked = time.monotonic()
         try:  # a dead or silent server fails the job in seconds, before any rclone (reach.py)
             await reach.preflight(dest.host, dest.port)
         except reach.Unanswered as err:
             log.note("server did not answer; rclone was not started", error=err.error)
             return JobOutcome(JobState.FAILED, err.error)
         try:
+            answered = time.monotonic()
             env = await access.dest_env(ctx.config, ctx.binary, dest, hashcheck=hashcheck, uploads=uploads)
         except AnemoneError as err:
             return JobOutcome(JobState.FAILED, err.message)
-        return await operation(JobRun(ctx, dest, env, log))
+        return await operation(JobRun(ctx, dest, env, log, answered - asked))
     finally:
         log.close()

@@ -5,6 +5,8 @@ Per destination, all optional (None: the default below):
 - `checkers`: directories listed and files compared at once (--checkers);
 - `connections`: SSH connections rclone may hold to the server (the sftp
   backend's `connections`);
+- `processes`: rclone runs a sync starts at once, each for its share of
+  the users, with its own transfers, checkers and connections;
 - `bwlimit`: rclone's bandwidth timetable ("08:00,2M 19:00,off", "2M",
   "off"), parsed here into a normal form and never passed on unparsed.
 
@@ -26,6 +28,15 @@ transfers + 3 checkers over 3 connections (tests/integration/test_links.py).
 Requiring connections > transfers + checkers would have capped transfers
 at 8 - checkers, and transfers are what bound an initial sync on a link.
 
+One rclone's connections carry one request each at a time, so on a link
+an initial sync of many small files is bound by round trips however many
+transfers it has; several rclone processes, each with its own
+connections, overlap many more (bench/link_tuning.py). MaxStartups counts
+only connections still in their handshake, not those at work, so the
+processes are started one after another, `stagger` apart (about ten
+preflight answers: an SSH handshake is some eight round trips), which
+keeps the handshakes in flight at once below 10.
+
 The defaults were chosen from measurements through testbed/linksim.py at
 0, 20 and 80 ms round trips (README, "Links: parallelism and bandwidth").
 """
@@ -44,7 +55,11 @@ MAX_CONNECTIONS = 10
 DEFAULT_TRANSFERS = 8
 DEFAULT_CHECKERS = 8
 DEFAULT_CONNECTIONS = 10
-FIELDS = ("transfers", "checkers", "connections", "bwlimit")
+DEFAULT_PROCESSES = 4
+MAX_PROCESSES = 16
+FIELDS = ("transfers", "checkers", "connections", "processes", "bwlimit")
+#: bounds of the pause between starting a sync's rclone processes (s)
+STAGGER_MIN_S, STAGGER_MAX_S = 0.1, 2.0
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _RATE_RE = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,3}))?([BKMGTP])?\Z", re.IGNORECASE)
@@ -60,6 +75,7 @@ class LinkOptions:
     transfers: int = DEFAULT_TRANSFERS
     checkers: int = DEFAULT_CHECKERS
     connections: int = DEFAULT_CONNECTIONS
+    processes: int = DEFAULT_PROCESSES
     bwlimit: str | None = None  # normal form; None: no limit
 
     @classmethod
@@ -75,7 +91,8 @@ class LinkOptions:
             return default if value is None else check_count(name, value)
         raw = stored.get("bwlimit")
         options = cls(pick("transfers", DEFAULT_TRANSFERS), pick("checkers", DEFAULT_CHECKERS),
-                      pick("connections", DEFAULT_CONNECTIONS), None if raw is None else parse_bwlimit(raw))
+                      pick("connections", DEFAULT_CONNECTIONS), pick("processes", DEFAULT_PROCESSES),
+                      None if raw is None else parse_bwlimit(raw))
         check_combination(options)
         return options
 
@@ -94,6 +111,12 @@ class LinkOptions:
         return rclone.option_env(rclone.DEST_REMOTE, {"connections": str(self.connections)})
 
 
+def stagger(preflight_s: float) -> float:
+    """Seconds between starting a sync's rclone processes, from how long
+    the server took to answer the preflight (a round trip or two)."""
+    return min(STAGGER_MAX_S, max(STAGGER_MIN_S, 10 * preflight_s))
+
+
 def view(stored: dict[str, Any]) -> dict[str, Any]:
     """The fields as dest show prints them: the effective values, or, for
     a stored value that no longer validates, what is stored and why it is
@@ -102,16 +125,16 @@ def view(stored: dict[str, Any]) -> dict[str, Any]:
         o = LinkOptions.of(stored)
     except InvalidField as err:
         return {"transfers": stored.get("transfers"), "checkers": stored.get("checkers"),
-                "connections": stored.get("connections"), "bwlimit": stored.get("bwlimit"),
-                "link_error": err.message}
+                "connections": stored.get("connections"), "processes": stored.get("processes"),
+                "bwlimit": stored.get("bwlimit"), "link_error": err.message}
     return {"transfers": o.transfers, "checkers": o.checkers, "connections": o.connections,
-            "bwlimit": o.bwlimit or "off"}
+            "processes": o.processes, "bwlimit": o.bwlimit or "off"}
 
 
 # -- validation ------------------------------------------------------------------
 
 def check_count(name: str, value: int) -> int:
-    hi = MAX_CONNECTIONS
+    hi = MAX_PROCESSES if name == "processes" else MAX_CONNECTIONS
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
         raise InvalidField(name, f"must be a whole number from 1 to {hi}"
                              + (" (OpenSSH's default MaxStartups drops more connections opened at once)"
@@ -204,7 +227,7 @@ def read_fields(p: Any, fields: dict[str, Any]) -> None:
     None: not given), validated, into `fields` (bwlimit "off" is stored as
     None). The protocol only checks their type: the bounds are this
     module's, so stored values are checked by the same rules."""
-    for name in ("transfers", "checkers", "connections"):
+    for name in ("transfers", "checkers", "connections", "processes"):
         value = getattr(p, name)
         if value is not None:
             fields[name] = check_count(name, value)

@@ -36,7 +36,6 @@ children with it (theirs).
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource

@@ -18,6 +18,13 @@ destination's (unreachable, authentication, disk full...: every user not
 yet done fails with it) or is narrowed down by running the users one by
 one. The delete guard's budget is shared by all runs of a job.
 
+On a link, round trips bound a sync, and one rclone's connections carry
+only so many at once: the users are split into up to `processes` shares
+(balanced by files), one rclone each, started `stagger_s` apart so that
+their SSH handshakes do not pile up against the server's MaxStartups.
+The delete guard's budget is split between them; a share whose part of
+it ran out is run again after the others, with what they left.
+
 rclone is told to touch only the user directories synced (include rules
 naming exactly those users; rclone never deletes what a filter excludes),
 so remote copies of users not synced this time are kept as they are.
@@ -46,13 +53,10 @@ from .rclone_stats import StatsCollector, new_user_stats
 from .remote_index import Changes
 from .sync_argv import delete_args, files_from, include_rules, source_env, sync_args
 from .sync_outcome import SyncResult, SyncSettings
+from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
+from .sync_shares import Budget, halves, split_users, total_progress
 from .users import LocalUser, SyncPlan
 
-#: Failure classes that are the destination's, not one user's.
-DESTINATION_CLASSES = (rclone.UNREACHABLE, rclone.TIMEOUT, rclone.HOST_KEY_UNKNOWN, rclone.HOST_KEY_MISMATCH,
-                       rclone.AUTH_FAILED, rclone.SESSION_REFUSED, rclone.DISK_FULL, rclone.PATH_NOT_WRITABLE,
-                       rclone.PATH_MISSING)
-_UPSTREAM = re.compile(r'upstream "u(\d+):')
 #: What rclone prints at DEBUG level before its JSON logging starts.
 _PLAIN_DEBUG = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d DEBUG : ")
 
@@ -85,9 +89,15 @@ class Engine:
     reads_chunk: str | None = None
     #: does the server still answer? (reach.preflight, bound to its address)
     probe: Callable[[], Awaitable[str]] | None = None
+    #: rclone runs at once (each for its share of the users)
+    processes: int = 1
+    #: between starting them (their SSH handshakes one after another)
+    stagger_s: float = 0.0
     runs: int = field(default=0, init=False)
-    #: deletions the delete guard still allows in this job (None: no limit)
-    budget: int | None = field(default=None, init=False)
+    #: deletions the delete guard still allows in this job
+    budget: Budget = field(default_factory=lambda: Budget(None), init=False)
+    #: run number -> its latest progress (a job's progress is their sum)
+    progress: dict[int, dict[str, Any]] = field(default_factory=dict, init=False)
 
     async def run(self, plan: SyncPlan, changes: dict[str, Changes] | None = None) -> SyncResult:
         """Full syncs for the included users, except those in `changes`:
@@ -98,14 +108,14 @@ class Engine:
         extra = plan.synced - set(users)  # allowed to become empty: mirrored by the first run
         users.update({name: new_user_stats() for name in extra})
         result = SyncResult(True, None, users)
-        self.budget = self.settings.max_delete
+        self.budget = Budget(self.settings.max_delete)
         full = [u for u in plan.included if u.name not in changes]
         if full or extra:
-            await self._runs(full, extra, result, None)
+            await self._shared(full, extra, result, None)
         incremental = [u for u in plan.included if u.name in changes]
         copying = [u for u in incremental if changes[u.name].copy]
         if copying and result.failure_class is None:
-            await self._runs(copying, set(), result, {u.name: changes[u.name].copy for u in copying})
+            await self._shared(copying, set(), result, {u.name: changes[u.name].copy for u in copying})
         for u in incremental:
             if not changes[u.name].copy and users[u.name]["status"] == "pending" and result.failure_class is None:
                 users[u.name]["status"] = "succeeded"
@@ -117,25 +127,61 @@ class Engine:
         result.ok = all(u["status"] == "succeeded" for u in users.values()) and not result.refused_deletes
         return result
 
+    async def _shared(self, users: list[LocalUser], extra: set[str], result: SyncResult,
+                      files: dict[str, list[str]] | None) -> None:
+        """_runs over up to `processes` shares of the users at once, each
+        with its part of the delete guard's budget; the users of a share
+        whose part ran out run again afterwards with what all shares left
+        (so the job never deletes more than the budget, and a share's small
+        part never refuses what the whole budget allows)."""
+        shares = split_users(users, self.processes, lambda u: len(files[u.name]) if files is not None else
+                             (u.scan.files if u.scan is not None else 0))
+        if len(shares) <= 1:
+            await self._runs(users, extra, result, files, self.budget)
+            return
+        budgets = self.budget.split(len(shares))
+        self.log.note("users shared between rclone runs at once", runs=len(shares), stagger_s=round(self.stagger_s, 2),
+                      budget=self.budget.left)
+        again: list[LocalUser] = []
+        again_extra: set[str] = set()
+
+        async def share(i: int, batch: list[LocalUser]) -> None:
+            await asyncio.sleep(i * self.stagger_s)
+            await self._runs(batch, extra if i == 0 else set(), result, files, budgets[i], (again, again_extra))
+
+        async with asyncio.TaskGroup() as group:
+            for i, batch in enumerate(shares):
+                group.create_task(share(i, batch))
+        self.budget = Budget(None if self.budget.left is None else sum(b.left or 0 for b in budgets))
+        if again or again_extra:
+            self.log.note("sync run again with the rest of the delete guard's budget",
+                          users=",".join(sorted({u.name for u in again} | again_extra)), budget=self.budget.left)
+            await self._runs(sorted(again, key=lambda u: u.name), again_extra, result, files, self.budget)
+
     async def _runs(self, batch: list[LocalUser], extra: set[str], result: SyncResult,
-                    files: dict[str, list[str]] | None) -> None:
+                    files: dict[str, list[str]] | None, budget: Budget,
+                    again: tuple[list[LocalUser], set[str]] | None = None) -> None:
         """rclone over these users until each has succeeded, failed or
-        stalled: sync (files None) or incremental copies of `files`."""
+        stalled: sync (files None) or incremental copies of `files`. With
+        `again`, a run the delete guard stopped is set aside there instead
+        (its users' share of the budget ran out, not the job's)."""
         users = result.users
         queue: list[list[LocalUser]] = [batch] if batch else []
         if not queue and extra:
             queue = [[]]
         while queue:
+            if result.failure_class is not None:  # another share found the destination failing
+                break
             batch = queue.pop(0)
-            run = await self._run_batch(batch, extra, self.budget, files)
+            run = await self._run_batch(batch, extra, budget.left, files)
             names = [u.name for u in batch] + sorted(extra)
             if files is None:
                 result.checks += run.collector.compared()
             for name, counts in run.collector.users.items():
                 for key in ("files_transferred", "bytes_transferred", "files_deleted"):
                     users[name][key] += counts[key]
-            if self.budget is not None and files is None:
-                self.budget = max(0, self.budget - sum(c["files_deleted"] for c in run.collector.users.values()))
+            if files is None:
+                budget.spend(sum(c["files_deleted"] for c in run.collector.users.values()))
             if run.returncode == 0 and not run.stalled:
                 for name in names:
                     users[name]["status"] = "succeeded"
@@ -151,11 +197,16 @@ class Engine:
                 self._fail(users, names + [u.name for b in queue for u in b], run.silent_server)
                 result.error, result.failure_class = run.silent_server, cls
                 break
+            if run.collector.refused_deletes and again is not None:
+                again[0].extend(batch)
+                again[1].update(extra)
+                extra = set()
+                continue
             if run.collector.refused_deletes:
                 result.refused_deletes += run.collector.refused_deletes
                 over = run.collector.refused_users
                 rest = [u for u in batch if u.name not in over]
-                if over and rest and self.budget:  # one user's mass deletion; the others still get the rest of the budget
+                if over and rest and budget.left:  # one user's mass deletion; the others still get the rest of the budget
                     for name in over:
                         users[name].update(status="failed", error="the delete guard refused some of its deletions")
                     extra -= over
@@ -175,9 +226,9 @@ class Engine:
                 if rest or extra:
                     queue.insert(0, rest)
                 continue
-            self._attribute_start_failures(run.collector, batch)
+            attribute_start_failures(run.collector, batch)
             failed = {n for n in run.collector.user_errors if n in users}
-            cls = self._destination_class(run.collector, {u.name for u in batch})
+            cls = destination_class(run.collector, {u.name for u in batch})
             if cls is not None or (not failed and len(batch) <= 1):
                 message = rclone.failure_message(cls, run.collector.errors, f"rclone exited with status {run.returncode}")
                 self._fail(users, names + [u.name for b in queue for u in b], message)
@@ -202,9 +253,8 @@ class Engine:
         lists: dict[str, list[str]] = {}
         for name in names:
             paths = changes[name].delete
-            allowed = paths if self.budget is None else paths[:self.budget]
-            if self.budget is not None:
-                self.budget -= len(allowed)
+            allowed = paths if self.budget.left is None else paths[:self.budget.left]
+            self.budget.spend(len(allowed))
             if len(allowed) < len(paths):
                 result.refused_deletes += len(paths) - len(allowed)
                 users[name].update(status="failed", error="the delete guard refused some of its deletions")
@@ -250,35 +300,6 @@ class Engine:
         for name in names:
             if users[name]["status"] == "pending":
                 users[name].update(status="failed", error=why)
-
-    @staticmethod
-    def _attribute_start_failures(collector: StatsCollector, batch: list[LocalUser]) -> None:
-        """rclone could not start a user's reader (the combine remote names
-        the upstream, u<index>): that is the user's failure, not everyone's."""
-        for message in list(collector.general_errors):
-            m = _UPSTREAM.search(message)
-            if m and int(m[1]) < len(batch):
-                name = batch[int(m[1])].name
-                collector.user_errors.setdefault(name, f"its reader did not start: {message}")
-                collector.general_errors.remove(message)
-
-    @staticmethod
-    def _destination_class(collector: StatsCollector, batch: set[str]) -> str | None:
-        """The destination's failure class, if the errors show one: from
-        errors about no file in particular, or when every user of the run
-        failed writing with the same kind of error (a read-only or full
-        server). One user's errors never fail the others: a user controls
-        their file names and what their reader says."""
-        cls = rclone.classify(collector.general_errors)
-        if cls in DESTINATION_CLASSES:
-            return cls
-        if batch and batch <= set(collector.user_messages):
-            writing = [m for msgs in collector.user_messages.values() for m in msgs if "source" not in m.lower()]
-            classes = {rclone.classify(msgs) for msgs in collector.user_messages.values()}
-            cls = rclone.classify(writing)
-            if len(classes) == 1 and cls in DESTINATION_CLASSES:
-                return cls
-        return None
 
     async def _run_batch(self, batch: list[LocalUser], emptied: set[str], budget: int | None,
                          files: dict[str, list[str]] | None = None) -> _Run:
@@ -331,7 +352,10 @@ class Engine:
     def _recorder(self, collector: StatsCollector) -> Callable[[dict[str, Any]], None]:
         """What happens to each rclone record: into the job log (debug
         records, asked for only for rclone's per-file confirmations, stay
-        out of it), the run's counts and the job's progress."""
+        out of it), the run's counts and the job's progress (the sum of
+        every run's so far: runs may go on at once)."""
+        run_no = self.runs
+
         def on_record(record: dict[str, Any]) -> None:
             if record.get("level") == "error" and _PLAIN_DEBUG.match(str(record.get("msg", ""))):
                 record["level"] = "debug"  # printed before rclone switches to JSON logs: not an error
@@ -339,7 +363,8 @@ class Engine:
                 self.log.write(record)
             progress = collector.feed(record)
             if progress is not None:
-                self.report(progress)
+                self.progress[run_no] = progress
+                self.report(total_progress(self.progress.values(), progress))
         return on_record
 
     async def _watch(self, task: "asyncio.Future[rclone.RcloneResult]",
@@ -367,13 +392,6 @@ class Engine:
         except asyncio.CancelledError:
             await _stop(task)
             raise
-
-
-def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:
-    """A run that failed or stalled without saying for whom, split to find
-    out: log2(users) more runs, not one per user."""
-    middle = len(batch) // 2
-    return [batch[:middle], batch[middle:]]
 
 
 async def _stop(task: "asyncio.Future[Any]") -> None:

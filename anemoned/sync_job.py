@@ -26,7 +26,7 @@ from . import rclone, reach, usage
 from .destinations import Destination
 from .jobrunner import JobContext, JobRun, run_job
 from .jobs import JobOutcome, JobState
-from .link_options import LinkOptions
+from .link_options import LinkOptions, stagger
 from .logs import event
 from .errors import AnemoneError, InvalidField
 from .rclone_stats import new_user_stats
@@ -124,7 +124,8 @@ async def _sync(run: JobRun) -> JobOutcome:
     # connections are limited, not the users' local readers.
     engine = Engine(ctx.binary, {**run.env, **link.dest_env()}, ctx.attach, config.tmp_dir, job.id, settings, log,
                     ctx.report,
-                    reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port))
+                    reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port),
+                    processes=link.processes, stagger_s=stagger(run.preflight_s))
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
         result.ok = False

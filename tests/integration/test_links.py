@@ -35,7 +35,7 @@ def linked(make_daemon, sshd: SshServer):
         args = ["dest", "add", "d", "--host", sshd.host, "--port", str(link.port), "--user", sshd.user,
                 "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint()]
         # Refused, naming the field, and nothing saved.
-        for bad, field in ((["--connections", "11"], "connections"), (["--bwlimit", "08:00,2M 25:00,off"], "bwlimit"),
+        for bad, field in ((["--connections", "11"], "connections"), (["--processes", "17"], "processes"), (["--bwlimit", "08:00,2M 25:00,off"], "bwlimit"),
                            (["--transfers", "2", "--connections", "4", "--checkers", "6"], "checkers"), (["--bwlimit", "2M;x"], "bwlimit")):
             res = daemon.ctl(*args, *bad)
             assert res.returncode == 2 and f"{field}: " in res.stderr, res.stderr
@@ -43,8 +43,9 @@ def linked(make_daemon, sshd: SshServer):
         # Fewer connections than transfers + checkers: rclone's help warns of
         # deadlocks (written for FTP); every sync here must still complete.
         shown = daemon.ctl_json(*args, "--transfers", "2", "--checkers", "3", "--connections", "3",
-                                "--bwlimit", "00:00,4m")
-        assert (shown["transfers"], shown["checkers"], shown["connections"], shown["bwlimit"]) == (2, 3, 3, "00:00,4M")
+                                "--processes", "2", "--bwlimit", "00:00,4m")
+        assert (shown["transfers"], shown["checkers"], shown["connections"], shown["processes"],
+                shown["bwlimit"]) == (2, 3, 3, 2, "00:00,4M")
         sparse(daemon.users_dir / "alice/backup/big.img", 48 * MIB)
         for i in range(30):  # many small files: transfers and checkers contend for the 3 connections
             write(daemon.users_dir / f"bob/backup/d{i % 3}/f{i}.txt", f"bob {i}\n" * 50)
@@ -79,7 +80,8 @@ def rclone_of(daemon: DaemonProcess) -> tuple[list[str], dict[str, str]]:
 def test_link_options_reach_rclone_and_a_silent_link_fails_the_job_as_timeout(linked):
     daemon, link, remote = linked
     text = daemon.ctl("dest", "show", "d").stdout
-    assert "link:        2 transfers, 3 checkers, at most 3 SSH connections; bandwidth 00:00,4M" in text
+    assert ("link:        2 rclone processes, each 2 transfers, 3 checkers, at most 3 SSH connections; "
+            "bandwidth 00:00,4M") in text
     job = daemon.ctl_json("sync", "d")
     daemon.wait_for_progress(job["id"])
     argv, env = rclone_of(daemon)

@@ -92,7 +92,7 @@ def test_the_protocol_defines_each_link_field_once_and_says_its_default():
     CLI's help) say the same defaults."""
     spec = {name: (sp, default, doc) for name, sp, default, doc, _alt in DEST_FIELDS}
     defaults = {"transfers": link_options.DEFAULT_TRANSFERS, "checkers": link_options.DEFAULT_CHECKERS,
-                "connections": link_options.DEFAULT_CONNECTIONS}
+                "connections": link_options.DEFAULT_CONNECTIONS, "processes": link_options.DEFAULT_PROCESSES}
     for name in link_options.FIELDS:
         sp, default, doc = spec[name]
         assert default is None  # absent: the running version's default, not a stored copy of it

@@ -130,3 +130,25 @@ def test_delete_limit_is_the_stricter_of_count_and_percentage_above_a_floor():
     assert delete_limit(5000, 20, 10_000) == 2000
     assert delete_limit(5000, 20, 10) == 100  # a handful of files is never "20%"
     assert delete_limit(2, 20, 10) == 2
+
+
+@pytest.mark.parametrize("left,parts", [(6, 3), (7, 3), (2, 4), (0, 2), (5000, 4)])
+def test_a_budget_split_between_shares_adds_up_to_the_whole(left, parts):
+    from anemoned.sync_shares import Budget
+    shares = Budget(left).split(parts)
+    assert len(shares) == parts and sum(b.left for b in shares) == left
+    assert max(b.left for b in shares) - min(b.left for b in shares) <= 1
+    assert all(b.left is None for b in Budget(None).split(parts))
+
+
+def test_users_are_shared_by_their_files_and_each_user_is_in_one_share():
+    from anemoned.sync_shares import split_users
+    files = {"a": 1000, "b": 10, "c": 10, "d": 10, "e": 900, "f": 5}
+    users = [LocalUser(n, Path(f"/u/{n}/backup"), None) for n in sorted(files)]
+    shares = split_users(users, 3, lambda u: files[u.name])
+    assert sorted(u.name for s in shares for u in s) == sorted(files)
+    loads = sorted(sum(files[u.name] for u in s) for s in shares)
+    assert loads == [35, 900, 1000]  # the two heavy users alone, the light ones together
+    assert all([u.name for u in s] == sorted(u.name for u in s) for s in shares)
+    assert len(split_users(users[:2], 8, lambda u: files[u.name])) == 2  # never more shares than users
+    assert split_users([], 4, lambda u: 0) == []

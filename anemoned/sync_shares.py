@@ -1,0 +1,58 @@
+"""How a sync's work is shared between rclone runs that go on at once:
+the users split into shares, the delete guard's budget split between
+them, and their progress added up (sync.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .users import LocalUser
+
+
+@dataclass
+class Budget:
+    """Deletions the delete guard still allows (None: no limit)."""
+
+    left: int | None
+
+    def spend(self, deleted: int) -> None:
+        if self.left is not None:
+            self.left = max(0, self.left - deleted)
+
+    def split(self, parts: int) -> list["Budget"]:
+        if self.left is None:
+            return [Budget(None) for _ in range(parts)]
+        base, extra = divmod(self.left, parts)
+        return [Budget(base + (1 if i < extra else 0)) for i in range(parts)]
+
+
+def total_progress(runs: Iterable[dict[str, Any]], latest: dict[str, Any]) -> dict[str, Any]:
+    """Every run's progress added up; the user being transferred is the
+    latest report's, the ETA the longest of the runs'."""
+    runs = list(runs)
+    total = {key: sum(int(r.get(key) or 0) for r in runs)
+             for key in ("bytes", "total_bytes", "files", "total_files", "checks", "speed")}
+    total["eta_s"] = max((r["eta_s"] for r in runs if isinstance(r.get("eta_s"), (int, float))), default=None)
+    total["current_user"] = latest.get("current_user")
+    return total
+
+
+def split_users(users: list[LocalUser], parts: int, weight: Callable[[LocalUser], int]) -> list[list[LocalUser]]:
+    """At most `parts` shares of about equal weight (files to compare or
+    send: round trips), the heaviest users first into the lightest share;
+    each share in name order."""
+    parts = max(1, min(parts, len(users)))
+    shares: list[list[LocalUser]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for user in sorted(users, key=lambda u: (-weight(u), u.name)):
+        i = loads.index(min(loads))
+        shares[i].append(user)
+        loads[i] += weight(user) + 1
+    return [sorted(share, key=lambda u: u.name) for share in shares if share]
+
+
+def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:
+    """A run that failed or stalled without saying for whom, split to find
+    out: log2(users) more runs, not one per user."""
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]

@@ -1,0 +1,74 @@
+"""A sync's users shared between rclone runs at once (the destination's
+`processes`), with the real daemon, sshd and rclone: every user is backed
+up, the job's counts add up, and the delete guard's budget holds for the
+job as a whole: a share whose part of it ran out runs again with what the
+other shares left, and no job deletes more than the budget."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from testbed.daemon import DaemonProcess
+from testbed.files import write
+from testbed.sshd import SshServer
+
+USERS = ("alice", "bob", "carol")
+FILES = 8
+
+
+def sync(daemon: DaemonProcess, *extra: str) -> dict:
+    res = daemon.ctl("sync", "d", "--wait", "--json", *extra, timeout_s=300)
+    assert res.returncode in (0, 1), res.stderr
+    return json.loads(res.stdout)
+
+
+def notes(daemon: DaemonProcess, job: dict, msg: str) -> list[dict]:
+    lines = (daemon.data_dir / "job-logs" / f"{job['id']}.log").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("msg") == msg]
+
+
+def remote_files(remote: Path, user: str) -> set[str]:
+    return {p.name for p in (remote / "backup" / user).rglob("*") if p.is_file()}
+
+
+def test_shares_back_up_everyone_and_keep_the_delete_budget_whole(make_daemon, sshd: SshServer):
+    daemon = make_daemon()
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("dest")
+    # Every sync lists the remote (full), so deletions go through rclone
+    # sync's own --max-delete in each share.
+    daemon.add_destination("d", sshd, remote, "--processes", "3", "--full-sync-every", "0")
+    for user in USERS:
+        for i in range(FILES):
+            write(daemon.users_dir / f"{user}/backup/d{i % 2}/f{i}.txt", f"{user} {i}\n" * 40)
+    first = sync(daemon)
+    assert first["state"] == "succeeded", first
+    assert first["stats"]["files_transferred"] == len(USERS) * FILES
+    assert {u: s["files_transferred"] for u, s in first["stats"]["users"].items()} == {u: FILES for u in USERS}
+    assert notes(daemon, first, "users shared between rclone runs at once")[0]["runs"] == 3
+    assert all(remote_files(remote, u) == {f"f{i}.txt" for i in range(FILES)} for u in USERS)
+
+    # Budget 6, in three shares of 2. alice deletes 5: her share stops at
+    # 2, and she runs again with the 4 the other shares left.
+    daemon.ctl_json("dest", "edit", "d", "--max-delete", "6")
+    for i in range(5):
+        (daemon.users_dir / f"alice/backup/d{i % 2}/f{i}.txt").unlink()
+    second = sync(daemon)
+    assert second["state"] == "succeeded", second
+    assert second["stats"]["users"]["alice"]["files_deleted"] == 5
+    assert notes(daemon, second, "sync run again with the rest of the delete guard's budget")[0]["budget"] == 4
+    assert remote_files(remote, "alice") == {"f5.txt", "f6.txt", "f7.txt"}
+
+    # bob and carol delete 4 each: 8 > 6. The job deletes exactly 6 and
+    # refuses 2, whatever the shares.
+    for user in ("bob", "carol"):
+        for i in range(4):
+            (daemon.users_dir / f"{user}/backup/d{i % 2}/f{i}.txt").unlink()
+    third = sync(daemon)
+    assert third["state"] == "failed"
+    assert "delete guard: 2 deletion(s) refused, 6 made" in third["error"], third["error"]
+    gone = sum(FILES - len(remote_files(remote, u)) for u in ("bob", "carol"))
+    assert gone == 6
+    assert len(list((remote / "versions").rglob("f*.txt"))) == 5 + 6  # every deletion kept in versions/
+    assert sync(daemon, "--allow-deletes")["state"] == "succeeded"
+    assert remote_files(remote, "bob") == remote_files(remote, "carol") == {f"f{i}.txt" for i in range(4, FILES)}
