@@ -33,7 +33,11 @@ class JobLog:
         self.written += size
 
     def note(self, msg: str, **fields: Any) -> None:
-        self.write({"level": "notice", "msg": msg, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
+        # UTC to the millisecond, as rclone stamps its own records: the
+        # log reads as one timeline.
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        self.write({"level": "notice", "msg": msg, "time": stamp, **fields})
 
     def close(self) -> None:
         self.file.close()

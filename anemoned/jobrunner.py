@@ -70,8 +70,9 @@ async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOu
         except reach.Unanswered as err:
             log.note("server did not answer; rclone was not started", error=err.error)
             return JobOutcome(JobState.FAILED, err.error)
+        answered = time.monotonic()
+        log.note("the server answered", preflight_s=round(answered - asked, 3))
         try:
-            answered = time.monotonic()
             env = await access.dest_env(ctx.config, ctx.binary, dest, hashcheck=hashcheck, uploads=uploads)
         except AnemoneError as err:
             return JobOutcome(JobState.FAILED, err.message)

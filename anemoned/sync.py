@@ -39,20 +39,19 @@ their deleted files into the versions folder, within the delete guard.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import rclone, reach
+from . import rclone
 from .attach import AttachServer, Grant
 from .joblog import JobLog
 from .rclone_stats import StatsCollector, new_user_stats
 from .remote_index import Changes
 from .sync_argv import delete_args, files_from, include_rules, source_env, sync_args
 from .sync_outcome import SyncResult, SyncSettings
+from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
 from .sync_shares import Budget, halves, split_users, total_progress
 from .users import LocalUser, SyncPlan
@@ -68,12 +67,6 @@ class _Run:
     stalled: bool
     #: the server stopped answering mid-run ("class: message"), if it did
     silent_server: str | None = None
-
-
-#: After this long without progress, ask whether the server still answers
-#: (a frozen server or link fails the job as `timeout` within about a
-#: minute, long before a user's stall_timeout).
-PROBE_AFTER_S = float(os.environ.get("ANEMONED_PROBE_AFTER_S", "20"))  # lowered by tests only
 
 
 @dataclass
@@ -169,11 +162,13 @@ class Engine:
         queue: list[list[LocalUser]] = [batch] if batch else []
         if not queue and extra:
             queue = [[]]
+        retried = False
         while queue:
             if result.failure_class is not None:  # another share found the destination failing
                 break
             batch = queue.pop(0)
-            run = await self._run_batch(batch, extra, budget.left, files)
+            run = await self._run_batch(batch, extra, budget.left, files, retry=retried)
+            retried = True
             names = [u.name for u in batch] + sorted(extra)
             if files is None:
                 result.checks += run.collector.compared()
@@ -271,7 +266,7 @@ class Engine:
                 self.binary, delete_args(self.settings.remote_path, listed, self.settings.dry_run,
                                          self.settings.versions_folder) + list(self.settings.link_args), self.dest_env,
                 on_record=self._recorder(collector), keep_records=False))
-            stalled, silent = await self._watch(task, collector)
+            stalled, silent = await watch(task, collector, self.settings.stall_timeout_s, self.probe)
         finally:
             listed.unlink(missing_ok=True)
         for name, counts in collector.users.items():
@@ -302,7 +297,7 @@ class Engine:
                 users[name].update(status="failed", error=why)
 
     async def _run_batch(self, batch: list[LocalUser], emptied: set[str], budget: int | None,
-                         files: dict[str, list[str]] | None = None) -> _Run:
+                         files: dict[str, list[str]] | None = None, retry: bool = False) -> _Run:
         """One rclone over the batch's users (and the trees mirrored as
         empty, which need no reader): a sync, or with `files` an
         incremental copy of the batch users' files named there."""
@@ -327,11 +322,11 @@ class Engine:
             args = sync_args(self.settings.remote_path, filter_file if files is None else None, self.settings.dry_run,
                              max_delete=budget, versions=self.settings.versions_folder,
                              files_from=filter_file if files is not None else None) + list(self.settings.link_args)
-            if self.runs > 1:
+            if retry:
                 self.log.note("sync run again for the users not yet done", users=",".join(sorted(synced)))
             task = asyncio.ensure_future(rclone.run(self.binary, args, env, on_record=self._recorder(collector),
                                                     keep_records=False))
-            stalled, silent = await self._watch(task, collector)
+            stalled, silent = await watch(task, collector, self.settings.stall_timeout_s, self.probe)
             if silent is not None:
                 self.log.note("stopped: the server stopped answering", error=silent)
                 return _Run(collector, -1, False, silent)
@@ -366,37 +361,3 @@ class Engine:
                 self.progress[run_no] = progress
                 self.report(total_progress(self.progress.values(), progress))
         return on_record
-
-    async def _watch(self, task: "asyncio.Future[rclone.RcloneResult]",
-                     collector: StatsCollector) -> tuple[bool, str | None]:
-        """Wait for the run; stop it when it stalls (True) or when the
-        server no longer answers (its failure, "class: message")."""
-        probed_at = 0.0
-        try:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=1.0)
-                if done:
-                    return False, None
-                now = time.monotonic()
-                quiet = now - collector.last_activity
-                if quiet > self.settings.stall_timeout_s:
-                    await _stop(task)
-                    return True, None
-                if self.probe is not None and quiet > PROBE_AFTER_S and now - probed_at > PROBE_AFTER_S:
-                    probed_at = now
-                    try:
-                        await self.probe()
-                    except reach.Unanswered as err:
-                        await _stop(task)
-                        return False, err.error
-        except asyncio.CancelledError:
-            await _stop(task)
-            raise
-
-
-async def _stop(task: "asyncio.Future[Any]") -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass

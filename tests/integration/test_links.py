@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from anemoned.sync_argv import READER_CONNECTIONS
 from testbed.daemon import QUICK_FAILURES, DaemonProcess
 from testbed.files import snapshot, sparse, write
 from testbed.linksim import LinkSim
@@ -88,7 +89,9 @@ def test_link_options_reach_rclone_and_a_silent_link_fails_the_job_as_timeout(li
     for flag, value in (("--transfers", "2"), ("--checkers", "3"), ("--bwlimit", "00:00,4M")):
         assert argv[argv.index(flag) + 1] == value
     assert env["RCLONE_CONFIG_DEST_CONNECTIONS"] == "3"
-    assert not any(k.startswith("RCLONE_CONFIG_U") and k.endswith("_CONNECTIONS") for k in env)  # the readers are local
+    # The readers are local: their own small number, not the server's.
+    readers = {v for k, v in env.items() if k.startswith("RCLONE_CONFIG_U") and k.endswith("_CONNECTIONS")}
+    assert readers == {READER_CONNECTIONS}
 
     link.pause()  # the link goes silent: connections stay open, nothing gets through
     started = time.monotonic()
