@@ -43,11 +43,12 @@ def user_remote(index: int) -> str:
 
 EMPTY_REMOTE = "empty"
 #: SFTP connections rclone opens to one user's reader (a relay and an
-#: sftp-server each). The reader is local: a request takes well under a
-#: millisecond, so two carry all the transfers one rclone has, where
-#: rclone's default (one per transfer and checker) started up to 16
-#: readers per user, at ~30 ms of CPU each.
-READER_CONNECTIONS = "2"
+#: sftp-server as the user: ~30 ms of CPU to start). The reader is local,
+#: a request takes well under a millisecond, and rclone holds a connection
+#: only for one request at a time (a file's reads go on without it), so
+#: one carries every transfer and check of a user. rclone's default (one
+#: per transfer and checker) made W1's initial sync 1.5x slower on 2 cores.
+READER_CONNECTIONS = "1"
 
 
 def source_env(users: list[LocalUser], ssh_commands: list[str], *, reads_chunk: str | None = None,
