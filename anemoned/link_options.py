@@ -33,9 +33,9 @@ an initial sync of many small files is bound by round trips however many
 transfers it has; several rclone processes, each with its own
 connections, overlap many more (bench/link_tuning.py). MaxStartups counts
 only connections still in their handshake, not those at work, so the
-processes are started one after another, `stagger` apart (about ten
-preflight answers: an SSH handshake is some eight round trips), which
-keeps the handshakes in flight at once below 10.
+processes start in waves of at most 10 connections, `stagger` apart
+(about ten preflight answers: an SSH handshake is some eight round trips;
+sync_shares.start_times).
 
 The defaults were chosen from measurements through testbed/linksim.py at
 0, 20 and 80 ms round trips (README, "Links: parallelism and bandwidth").

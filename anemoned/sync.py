@@ -20,8 +20,9 @@ one. The delete guard's budget is shared by all runs of a job.
 
 On a link, round trips bound a sync, and one rclone's connections carry
 only so many at once: the users are split into up to `processes` shares
-(balanced by files), one rclone each, started `stagger_s` apart so that
-their SSH handshakes do not pile up against the server's MaxStartups.
+(balanced by files), one rclone each, started in waves `stagger_s` apart
+so that at most 10 SSH handshakes are in flight at once (OpenSSH's
+default MaxStartups).
 The delete guard's budget is split between them; a share whose part of
 it ran out is run again after the others, with what they left.
 
@@ -53,7 +54,7 @@ from .sync_argv import delete_args, files_from, include_rules, source_env, sync_
 from .sync_outcome import SyncResult, SyncSettings
 from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
-from .sync_shares import Budget, halves, split_users, total_progress
+from .sync_shares import Budget, halves, split_users, start_times, total_progress
 from .users import LocalUser, SyncPlan
 
 #: What rclone prints at DEBUG level before its JSON logging starts.
@@ -86,6 +87,8 @@ class Engine:
     processes: int = 1
     #: between starting them (their SSH handshakes one after another)
     stagger_s: float = 0.0
+    #: SSH connections one run may open (its connections, transfers + checkers)
+    run_connections: int = 10
     runs: int = field(default=0, init=False)
     #: deletions the delete guard still allows in this job
     budget: Budget = field(default_factory=lambda: Budget(None), init=False)
@@ -127,19 +130,22 @@ class Engine:
         whose part ran out run again afterwards with what all shares left
         (so the job never deletes more than the budget, and a share's small
         part never refuses what the whole budget allows)."""
-        shares = split_users(users, self.processes, lambda u: len(files[u.name]) if files is not None else
-                             (u.scan.files if u.scan is not None else 0))
+        def weight(u: LocalUser) -> int:
+            return len(files[u.name]) if files is not None else (u.scan.files if u.scan is not None else 0)
+        shares = split_users(users, self.processes, weight)
         if len(shares) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return
         budgets = self.budget.split(len(shares))
-        self.log.note("users shared between rclone runs at once", runs=len(shares), stagger_s=round(self.stagger_s, 2),
+        starts = start_times([sum(weight(u) for u in share) for share in shares], self.run_connections,
+                             self.stagger_s)
+        self.log.note("users shared between rclone runs at once", runs=len(shares), starts_s=starts,
                       budget=self.budget.left)
         again: list[LocalUser] = []
         again_extra: set[str] = set()
 
         async def share(i: int, batch: list[LocalUser]) -> None:
-            await asyncio.sleep(i * self.stagger_s)
+            await asyncio.sleep(starts[i])
             await self._runs(batch, extra if i == 0 else set(), result, files, budgets[i], (again, again_extra))
 
         async with asyncio.TaskGroup() as group:

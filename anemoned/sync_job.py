@@ -125,7 +125,8 @@ async def _sync(run: JobRun) -> JobOutcome:
     engine = Engine(ctx.binary, {**run.env, **link.dest_env()}, ctx.attach, config.tmp_dir, job.id, settings, log,
                     ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port),
-                    processes=link.processes, stagger_s=stagger(run.preflight_s))
+                    processes=link.processes, stagger_s=stagger(run.preflight_s),
+                    run_connections=min(link.connections, link.transfers + link.checkers))
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
         result.ok = False

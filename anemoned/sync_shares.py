@@ -51,6 +51,28 @@ def split_users(users: list[LocalUser], parts: int, weight: Callable[[LocalUser]
     return [sorted(share, key=lambda u: u.name) for share in shares if share]
 
 
+#: OpenSSH's default MaxStartups start: SSH handshakes in flight at once
+#: that no server with default settings refuses.
+HANDSHAKES_AT_ONCE = 10
+
+
+def start_times(weights: list[int], run_connections: int, stagger_s: float) -> list[float]:
+    """When each share's run starts (seconds from now): in waves whose
+    connections (each run's at most run_connections, fewer for a share
+    with fewer files to send: about one per file, plus one to list) stay
+    within HANDSHAKES_AT_ONCE, stagger_s apart, so that one wave's
+    handshakes are over before the next wave's begin."""
+    starts: list[float] = []
+    wave, at = 0, 0.0
+    for w in weights:
+        wanted = max(1, min(run_connections, w + 1))
+        if starts and wave + wanted > HANDSHAKES_AT_ONCE:
+            at, wave = at + stagger_s, 0
+        starts.append(round(at, 3))
+        wave += wanted
+    return starts
+
+
 def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:
     """A run that failed or stalled without saying for whom, split to find
     out: log2(users) more runs, not one per user."""

@@ -1,7 +1,8 @@
-"""How transfers, checkers and SSH connections change syncs over a real
-link's round trips: the measurements behind link_options.py's defaults.
+"""How transfers, checkers, SSH connections and rclone processes change
+syncs over a real link's round trips: the measurements behind
+link_options.py's defaults.
 
-    .venv/bin/python -m bench.link_tuning [--users 10] [--files 30] [--rtts 0,20,80] [--mbit 50]
+    .venv/bin/python -m bench.link_tuning [--users 10] [--files 30] [--rtts 0,20,80] [--mbit 50] [--only 7,10,11]
 
 Through testbed/linksim.py (delay each way, shared bandwidth cap) to an
 sshd with OpenSSH's default MaxStartups/MaxSessions. For each round trip
@@ -29,10 +30,12 @@ from testbed.linksim import LinkSim
 
 from .common import RCLONE, ROOT, DefaultLimitsSshd, make_users, own_trees
 
-#: (who, transfers, checkers, connections); connections 0: rclone's unlimited.
-SETTINGS = [("ours", 2, 2, 5), ("ours", 4, 5, 10), ("ours", 6, 3, 10), ("ours", 3, 6, 10),
-            ("rclone", 4, 8, 0), ("rclone", 16, 16, 0), ("rclone", 8, 8, 10),
-            ("ours", 8, 8, 10), ("ours", 10, 10, 10), ("ours", 10, 4, 10)]
+#: (who, transfers, checkers, connections, processes); connections 0:
+#: rclone's unlimited. rclone alone is always one process.
+SETTINGS = [("ours", 2, 2, 5, 1), ("ours", 4, 5, 10, 1), ("ours", 6, 3, 10, 1), ("ours", 3, 6, 10, 1),
+            ("rclone", 4, 8, 0, 1), ("rclone", 16, 16, 0, 1), ("rclone", 8, 8, 10, 1),
+            ("ours", 8, 8, 10, 1), ("ours", 10, 10, 10, 1), ("ours", 10, 4, 10, 1),
+            ("ours", 8, 8, 10, 2), ("ours", 8, 8, 10, 4), ("ours", 8, 8, 10, 8), ("ours", 8, 8, 10, 16)]
 #: A run that takes longer has hung (rclone's help warns of deadlocks with few connections).
 HUNG_AFTER_S = 300
 
@@ -96,8 +99,8 @@ def main() -> int:
         fingerprint = sshd.host_key_fingerprint()
         for rtt in (int(r) for r in args.rtts.split(",")):
             link.configure(delay_s=rtt / 2000)
-            for i, (who, t, c, n) in enumerate(settings):
-                name = f"r{rtt}-{who}-{t}-{c}-{n}"
+            for who, t, c, n, p in settings:
+                name = f"r{rtt}-{who}-{t}-{c}-{n}-{p}"
                 remote = sshd.remote_dir(name)
                 link.reset_peak()
                 dropped = sshd.dropped()
@@ -105,7 +108,7 @@ def main() -> int:
                     res = daemon.ctl("dest", "add", name, "--host", sshd.host, "--port", str(link.port), "--user",
                                      sshd.user, "--remote-path", str(remote), "--host-key-fingerprint", fingerprint,
                                      "--transfers", str(t), "--checkers", str(c), "--connections", str(n),
-                                     "--stall-timeout", "120")
+                                     "--processes", str(p), "--stall-timeout", "120")
                     assert res.returncode == 0, res.stderr
                     init, ok1 = ours(daemon, name)
                     peak1 = link.peak_connections
@@ -119,11 +122,11 @@ def main() -> int:
                     noop, ok2 = rclone_alone(daemon.users_dir, dest, env, t, c, n, [])
                 peak2 = link.peak_connections
                 lines.append(f"RTT {rtt:3d} ms  {who:6s} transfers {t:2d} checkers {c:2d} connections "
-                             f"{n or 'unlimited':>9}: initial {init:6.2f} s{'' if ok1 else ' FAILED'}, "
+                             f"{n or 'unlimited':>9} processes {p:2d}: initial {init:6.2f} s{'' if ok1 else ' FAILED'}, "
                              f"full nothing changed {noop:6.2f} s{'' if ok2 else ' FAILED'}; most SSH connections "
                              f"at once {peak1}/{peak2}, dropped by MaxStartups {sshd.dropped() - dropped}")
                 print(lines[-1], flush=True)
-        last = [f"r{rtt}-{w}-{t}-{c}-{n}" for w, t, c, n in settings if w == "ours"][-1:]
+        last = [f"r{rtt}-{w}-{t}-{c}-{n}-{p}" for w, t, c, n, p in settings if w == "ours"][-1:]
         started = time.perf_counter()
         for name in last:  # unchanged users: the daemon starts no rclone
             ours(daemon, name)

@@ -152,3 +152,11 @@ def test_users_are_shared_by_their_files_and_each_user_is_in_one_share():
     assert all([u.name for u in s] == sorted(u.name for u in s) for s in shares)
     assert len(split_users(users[:2], 8, lambda u: files[u.name])) == 2  # never more shares than users
     assert split_users([], 4, lambda u: 0) == []
+
+
+def test_runs_start_in_waves_of_at_most_ten_handshakes():
+    from anemoned.sync_shares import start_times
+    assert start_times([5000, 5000, 5000, 5000], 10, 0.5) == [0, 0.5, 1.0, 1.5]  # full syncs: 10 each
+    assert start_times([4, 3, 3], 10, 0.5) == [0, 0, 0.5]  # 5 + 4, then 4
+    assert start_times([1] * 8, 10, 0.3) == [0, 0, 0, 0, 0, 0.3, 0.3, 0.3]  # 2 each
+    assert start_times([100, 100], 4, 0.2) == [0, 0]  # runs of 4 connections
