@@ -148,9 +148,12 @@ class Engine:
             await asyncio.sleep(starts[i])
             await self._runs(batch, extra if i == 0 else set(), result, files, budgets[i], (again, again_extra))
 
-        async with asyncio.TaskGroup() as group:
-            for i, batch in enumerate(shares):
-                group.create_task(share(i, batch))
+        try:  # one share's error stops the others' runs (their rclone too)
+            async with asyncio.TaskGroup() as group:
+                for i, batch in enumerate(shares):
+                    group.create_task(share(i, batch))
+        except ExceptionGroup as errors:  # the job fails as it would with one run
+            raise errors.exceptions[0] from None
         self.budget = Budget(None if self.budget.left is None else sum(b.left or 0 for b in budgets))
         if again or again_extra:
             self.log.note("sync run again with the rest of the delete guard's budget",
