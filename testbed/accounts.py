@@ -19,6 +19,7 @@ import hashlib
 import os
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -69,16 +70,18 @@ def share_registry() -> None:
     workers inherit the environment) write down what they make in one file,
     and remove_all() here removes what any of them made."""
     if not os.environ.get(REGISTRY_ENV):
-        fd, path = tempfile.mkstemp(prefix="anemone-testbed-accounts-", suffix=".made")
-        os.close(fd)
-        os.environ[REGISTRY_ENV] = path
+        # made by the first account written down: a run that makes none
+        # (not root, or `pytest --collect-only`) leaves nothing behind
+        name = f"anemone-testbed-accounts-{os.getpid()}-{secrets.token_hex(8)}.made"
+        os.environ[REGISTRY_ENV] = str(Path(tempfile.gettempdir()) / name)
 
 
 def _record(kind: str, name: str) -> None:
     (_made if kind == "user" else _groups).add(name)
     registry = os.environ.get(REGISTRY_ENV)
     if registry:
-        with open(registry, "a") as f:
+        fd = os.open(registry, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a") as f:
             f.write(f"{kind} {name}\n")
 
 
