@@ -51,8 +51,8 @@ def locked() -> Iterator[None]:
     global _lock_fd, _lock_depth
     with _lock:
         if _lock_depth == 0:
-            path = Path("/run" if os.getuid() == 0 else tempfile.gettempdir()) / f"anemone-testbed-accounts-{os.getuid()}.lock"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            where = Path("/run" if os.getuid() == 0 else tempfile.gettempdir())
+            fd = os.open(where / f"anemone-testbed-accounts-{os.getuid()}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             _lock_fd = fd
         _lock_depth += 1

@@ -34,8 +34,8 @@ from . import accounts
 ROOT_OWNED_BASE = Path("/srv/anemone-testbed")
 
 
-#: Where free_port() looks: a block of ports per pytest-xdist worker, all
-#: below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+#: Where free_port() looks: a block of ports per pytest-xdist worker (a
+#: process outside xdist takes gw0's), all below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
 #: default), so that neither another worker nor an outgoing connection (whose
 #: local port comes from that range) can take the port between free_port()
 #: and the server's bind.
