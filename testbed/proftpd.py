@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .servers import (ensure_system_user, free_port, host_key_fingerprint, new_ed25519_key, owned_dir, signal_tree,
-                      stop_process, wait_for_banner)
+from .servers import (ensure_system_user, free_port, host_key_fingerprint, new_ed25519_key, owned_dir, root_owned_base,
+                      signal_tree, stop_process, wait_for_banner)
 
 PROFTPD = shutil.which("proftpd") or "/usr/sbin/proftpd"
 MODULES = Path("/usr/lib/proftpd")
@@ -40,11 +40,13 @@ class ProftpdServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        # Somewhere the login user can reach (pytest's tmp_path is 0700 root);
-        # also its home directory, which ProFTPD insists on.
+        # Somewhere the login user can reach (pytest's tmp_path is 0700 root).
         self.reachable = Path(tempfile.mkdtemp(prefix="anemone-proftpd-"))
         self.reachable.chmod(0o755)
-        self.account = ensure_system_user(PROFTPD_USER, home=self.reachable)
+        # ProFTPD refuses a login whose home directory does not exist: one
+        # that outlives this server, since servers running side by side (in
+        # test workers) share the account.
+        self.account = ensure_system_user(PROFTPD_USER, home=root_owned_base() / "home-anemone-proftpd")
         self.user = PROFTPD_USER
         self.remote_root = owned_dir(self.reachable, "remote", self.account)
         self.keys_dir = self.dir / "authorized"

@@ -26,39 +26,97 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import accounts
+
 #: A root-owned 0755 directory for trees whose every parent must be
 #: root-owned and not writable by others (an sshd ChrootDirectory): not
 #: /tmp (world-writable) nor pytest's temporary directories.
 ROOT_OWNED_BASE = Path("/srv/anemone-testbed")
 
 
-def free_port() -> int:
+#: Where free_port() looks: a block of ports per pytest-xdist worker (a
+#: process outside xdist takes gw0's), all below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+#: default), so that neither another worker nor an outgoing connection (whose
+#: local port comes from that range) can take the port between free_port()
+#: and the server's bind.
+PORT_BLOCKS_START, PORT_BLOCK = 12000, 2000
+_next_port: int | None = None
+
+
+def _port_block() -> range | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = PORT_BLOCKS_START + index * PORT_BLOCK
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return range(start, start + PORT_BLOCK) if start + PORT_BLOCK <= ephemeral_low else None
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, never the same twice in a process
+    (a test may keep one as "closed" while servers start after it). From the
+    worker's block (starting at a random place, so that test runs side by
+    side seldom meet), or any port the kernel hands out where the machine's
+    ephemeral range leaves no room for blocks."""
+    global _next_port
+    block = _port_block()
+    if block is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    if _next_port is None:
+        _next_port = block.start + secrets.randbelow(len(block))
+    for _ in range(len(block)):
+        port = _next_port
+        _next_port = block.start + (port + 1 - block.start) % len(block)
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {block}")
 
 
 def ensure_system_user(name: str, shell: str = "/usr/sbin/nologin", home: Path | None = None) -> pwd.struct_passwd:
     """A system account that can log in by key: it gets a random password,
     since sshd (UsePAM no) refuses even key logins to a locked account.
-    ProFTPD refuses a login whose home directory does not exist: `home`."""
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", shell,
-                        name], check=True)
-    if home is not None:
-        subprocess.run(["usermod", "--home", str(home), name], check=True)
-    subprocess.run(["chpasswd"], input=f"{name}:pw-{secrets.token_urlsafe(12)}\n", text=True, check=True)
+    ProFTPD refuses a login whose home directory does not exist: `home`
+    (one that stays: servers running side by side share the account)."""
+    with accounts.locked():
+        try:
+            account = pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", shell,
+                            name], check=True)
+            account = pwd.getpwnam(name)
+        if home is not None:
+            home.mkdir(mode=0o755, exist_ok=True)
+            os.chown(home, account.pw_uid, account.pw_gid)
+            if account.pw_dir != str(home):
+                subprocess.run(["usermod", "--home", str(home), name], check=True)
+        subprocess.run(["chpasswd"], input=f"{name}:pw-{secrets.token_urlsafe(12)}\n", text=True, check=True)
     return pwd.getpwnam(name)
+
+
+def root_owned_base() -> Path:
+    """ROOT_OWNED_BASE, made if missing, root-owned and 0755."""
+    ROOT_OWNED_BASE.mkdir(mode=0o755, exist_ok=True)
+    os.chown(ROOT_OWNED_BASE, 0, 0)
+    ROOT_OWNED_BASE.chmod(0o755)
+    return ROOT_OWNED_BASE
 
 
 def root_owned_dir(prefix: str) -> Path:
     """A fresh root-owned 0755 directory under ROOT_OWNED_BASE."""
-    ROOT_OWNED_BASE.mkdir(mode=0o755, exist_ok=True)
-    os.chown(ROOT_OWNED_BASE, 0, 0)
-    ROOT_OWNED_BASE.chmod(0o755)
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=ROOT_OWNED_BASE))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root_owned_base()))
     path.chmod(0o755)
     return path
 

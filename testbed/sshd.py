@@ -17,15 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .servers import signal_tree, stop_process
+from . import accounts
+from .servers import free_port, signal_tree, stop_process
 
+__all__ = ["SFTP_USER", "SshServer", "free_port"]
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 #: The unprivileged account backups log in as when we run as root, like the
@@ -44,7 +40,11 @@ def _ensure_sftp_user() -> str:
     """Create SFTP_USER if needed, with a password (an account without one is
     locked, and sshd refuses even key logins to it), kept in _PASSWORD_FILE."""
     global _password
-    if _password is None:
+    if _password is not None:
+        return _password
+    # Under the accounts lock: two test workers must not both make the
+    # account or both set (different) passwords.
+    with accounts.locked():
         try:
             pwd.getpwnam(SFTP_USER)
             _password = _PASSWORD_FILE.read_text().strip() or None

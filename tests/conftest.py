@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from testbed import accounts
 from testbed.daemon import QUICK_FAILURES, DaemonProcess
 from testbed.sshd import SshServer
 
@@ -41,7 +42,17 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     server.cleanup()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The process that runs the session (with pytest-xdist, the controller,
+    before it starts the workers) opens the run's registry of accounts."""
+    if not hasattr(config, "workerinput"):
+        accounts.share_registry()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Accounts made for the tests go when the tests end."""
-    from testbed import accounts
-    accounts.remove_all()
+    """Accounts made for the tests go when the tests end: every worker's,
+    removed once, by the controller, after all the workers are done (a
+    worker that finishes first must not remove an account another still
+    uses)."""
+    if not hasattr(session.config, "workerinput"):
+        accounts.remove_all()

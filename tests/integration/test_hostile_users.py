@@ -182,7 +182,7 @@ def test_one_users_unreadable_directory_or_odd_file_name_fails_only_that_user(se
 def test_socket_group_members_run_backups_but_do_not_choose_servers_or_keys(make_daemon, sshd):
     group, member = accounts.ensure_group("anemt-ops"), accounts.ensure("anemt-operator")
     for account in (member.pw_name, accounts.DAEMON_ACCOUNT):  # the daemon gives its socket to the group
-        subprocess.run(["usermod", "-a", "-G", group.gr_name, account], check=True)
+        accounts.add_to_group(account, group.gr_name)
     daemon = make_daemon(socket_group=group.gr_name)
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     daemon.add_destination("d", sshd, sshd.remote_dir("ops"))

@@ -53,7 +53,7 @@ def test_a_tree_is_listed_as_find_would_list_it_with_its_owners_rights(spawned: 
     backup = tree(root, "alice")
     alice = account_identity(accounts.for_tree("alice").pw_uid, -1)
     team = accounts.ensure_group("anemt-team")
-    subprocess.run(["usermod", "-a", "-G", team.gr_name, alice.account], check=True)
+    accounts.add_to_group(alice.account, team.gr_name)
     alice = account_identity(alice.uid, -1)  # now with the supplementary group
     # Readable through a supplementary group only; and a directory the
     # scanner's own identity (root here) could list, but alice cannot.
