@@ -54,7 +54,7 @@ from .sync_argv import delete_args, files_from, include_rules, source_env, sync_
 from .sync_outcome import SyncResult, SyncSettings
 from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
-from .sync_shares import Budget, halves, split_users, start_times, total_progress
+from .sync_shares import Budget, halves, make_shared_dirs, split_users, start_times, total_progress
 from .users import LocalUser, SyncPlan
 
 #: What rclone prints at DEBUG level before its JSON logging starts.
@@ -68,6 +68,10 @@ class _Run:
     stalled: bool
     #: the server stopped answering mid-run ("class: message"), if it did
     silent_server: str | None = None
+
+
+#: A share of a sync has at least this many files per transfer of its run.
+SHARE_FILES_PER_TRANSFER = 2
 
 
 @dataclass
@@ -89,6 +93,8 @@ class Engine:
     stagger_s: float = 0.0
     #: SSH connections one run may open (its connections, transfers + checkers)
     run_connections: int = 10
+    #: files one run uploads at once
+    transfers: int = 8
     runs: int = field(default=0, init=False)
     #: deletions the delete guard still allows in this job
     budget: Budget = field(default_factory=lambda: Budget(None), init=False)
@@ -132,10 +138,17 @@ class Engine:
         part never refuses what the whole budget allows)."""
         def weight(u: LocalUser) -> int:
             return len(files[u.name]) if files is not None else (u.scan.files if u.scan is not None else 0)
-        shares = split_users(users, self.processes, weight)
+        # A share needs files enough to keep its transfers busy: below that,
+        # its own handshake (and the directories made beforehand) cost more
+        # than it saves.
+        worth = sum(weight(u) for u in users) // (SHARE_FILES_PER_TRANSFER * self.transfers)
+        shares = split_users(users, min(self.processes, worth), weight)
         if len(shares) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return
+        if not self.settings.dry_run:
+            await make_shared_dirs(self.binary, self.dest_env, self.settings.remote_path, self.settings.versions_folder,
+                                   self.log)
         budgets = self.budget.split(len(shares))
         starts = start_times([sum(weight(u) for u in share) for share in shares], self.run_connections,
                              self.stagger_s)

@@ -126,7 +126,7 @@ async def _sync(run: JobRun) -> JobOutcome:
                     ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port),
                     processes=link.processes, stagger_s=stagger(run.preflight_s),
-                    run_connections=min(link.connections, link.transfers + link.checkers))
+                    run_connections=min(link.connections, link.transfers + link.checkers), transfers=link.transfers)
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
         result.ok = False

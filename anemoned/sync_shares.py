@@ -1,11 +1,15 @@
 """How a sync's work is shared between rclone runs that go on at once:
 the users split into shares, the delete guard's budget split between
-them, and their progress added up (sync.py)."""
+them, when each starts, the directories they share made first, and their
+progress added up (sync.py)."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from . import rclone
+from .joblog import JobLog
 from .users import LocalUser
 
 
@@ -71,6 +75,21 @@ def start_times(weights: list[int], run_connections: int, stagger_s: float) -> l
         starts.append(round(at, 3))
         wave += wanted
     return starts
+
+
+async def make_shared_dirs(binary: str, dest_env: dict[str, str], remote_path: str, versions_folder: str | None,
+                           log: JobLog) -> None:
+    """Runs at once would race to make the directories they share
+    (backup/, and the versions/<folder>/ every overwritten or deleted file
+    moves into): two find one missing, both make it, and rclone fails the
+    loser's file. So they are made first, one `rclone mkdir` each, side by
+    side. A failure is left to the runs to report (a server that refuses
+    a directory refuses the files in it too)."""
+    dirs = [("backup",)] + ([("versions", versions_folder)] if versions_folder else [])
+    made = await asyncio.gather(*(rclone.run(
+        binary, ["mkdir", rclone.dest_path(remote_path, *d), *rclone.global_args("NOTICE"), *rclone.job_retry_args()],
+        dest_env, on_record=log.write) for d in dirs))
+    log.note("directories the runs share made first", ok=all(r.ok for r in made))
 
 
 def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from testbed.daemon import DaemonProcess
 from testbed.files import write
+from testbed.linksim import LinkSim
 from testbed.sshd import SshServer
 
 USERS = ("alice", "bob", "carol")
@@ -35,9 +36,22 @@ def test_shares_back_up_everyone_and_keep_the_delete_budget_whole(make_daemon, s
     daemon = make_daemon()
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
     remote = sshd.remote_dir("dest")
+    # Through a link of 10 ms each way: the runs that start together would
+    # find a shared directory missing within one round trip of each other.
+    link = LinkSim(sshd.host, sshd.port, delay_s=0.01).start()
+    try:
+        _shares(daemon, sshd, remote, link.port)
+    finally:
+        link.stop()
+
+
+def _shares(daemon: DaemonProcess, sshd: SshServer, remote: Path, port: int) -> None:
     # Every sync lists the remote (full), so deletions go through rclone
-    # sync's own --max-delete in each share.
-    daemon.add_destination("d", sshd, remote, "--processes", "3", "--full-sync-every", "0")
+    # sync's own --max-delete in each share. One transfer per run: a share
+    # needs two files per transfer, and these trees are small.
+    daemon.ctl_json("dest", "add", "d", "--host", sshd.host, "--port", str(port), "--user", sshd.user,
+                    "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint(),
+                    "--processes", "3", "--full-sync-every", "0", "--transfers", "1")
     for user in USERS:
         for i in range(FILES):
             write(daemon.users_dir / f"{user}/backup/d{i % 2}/f{i}.txt", f"{user} {i}\n" * 40)
@@ -46,6 +60,9 @@ def test_shares_back_up_everyone_and_keep_the_delete_budget_whole(make_daemon, s
     assert first["stats"]["files_transferred"] == len(USERS) * FILES
     assert {u: s["files_transferred"] for u, s in first["stats"]["users"].items()} == {u: FILES for u in USERS}
     assert notes(daemon, first, "users shared between rclone runs at once")[0]["runs"] == 3
+    # The runs made no shared directory (backup/ was missing): made first.
+    assert notes(daemon, first, "directories the runs share made first")[0]["ok"]
+    assert "mkdir" not in (daemon.data_dir / "job-logs" / f"{first['id']}.log").read_text()
     assert all(remote_files(remote, u) == {f"f{i}.txt" for i in range(FILES)} for u in USERS)
 
     # Budget 6, in three shares of 2. alice deletes 5: her share stops at
@@ -69,6 +86,10 @@ def test_shares_back_up_everyone_and_keep_the_delete_budget_whole(make_daemon, s
     assert "delete guard: 2 deletion(s) refused, 6 made" in third["error"], third["error"]
     gone = sum(FILES - len(remote_files(remote, u)) for u in ("bob", "carol"))
     assert gone == 6
+    # Both shares moved files into the same versions folder, made before
+    # they started: neither lost a race to make it.
+    log = (daemon.data_dir / "job-logs" / f"{third['id']}.log").read_text()
+    assert "mkdir" not in log, log
     assert len(list((remote / "versions").rglob("f*.txt"))) == 5 + 6  # every deletion kept in versions/
     assert sync(daemon, "--allow-deletes")["state"] == "succeeded"
     assert remote_files(remote, "bob") == remote_files(remote, "carol") == {f"f{i}.txt" for i in range(4, FILES)}
