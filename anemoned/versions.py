@@ -9,6 +9,14 @@ def version_folder(started: datetime) -> str:
     return started.astimezone(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
 
 
+def folder_taken(last_sync_stats: object, started: datetime) -> bool:
+    """Would a sync started now name its versions folder as the last sync
+    of the same destination did (both in one second)? Then the second's
+    move of a file both changed would replace the copy the first saved
+    there: the sync waits for the next second instead."""
+    return isinstance(last_sync_stats, dict) and last_sync_stats.get("versions_folder") == version_folder(started)
+
+
 def parse_version_folder(name: str) -> datetime | None:
     try:
         return datetime.strptime(name, "%Y-%m-%dT%H%M%SZ").replace(tzinfo=timezone.utc)

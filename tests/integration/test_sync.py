@@ -249,3 +249,22 @@ def test_hard_to_parse_names_arrive_intact_and_nothing_outside_is_read(setup, na
     got = {str(p.relative_to(remote / "backup/alice")) for p in (remote / "backup/alice").rglob("*") if p.is_file()}
     assert got == {f"d{i}/{name}" for i, name in enumerate(names)}
     assert not (remote / "backup/alice/escape").exists()
+
+
+def test_two_syncs_in_one_second_keep_both_replaced_copies(setup):
+    """A versions folder is named by its sync's start second. A second sync
+    in the same second as the last would have moved its replaced copy onto
+    the one the first saved there; it waits for the next second instead,
+    so every replaced copy is kept."""
+    daemon, (remote,) = setup()
+    doc = daemon.users_dir / "alice/backup/doc.txt"
+    write(doc, "v1")
+    assert sync(daemon)["state"] == "succeeded"
+    while time.time() % 1 > 0.05:  # at the top of a second: the next two syncs start in it
+        time.sleep(0.01)
+    for text in ("v22", "v333"):  # a new size each time: same-second mtimes
+        write(doc, text)
+        assert sync(daemon)["state"] == "succeeded"
+    saved = sorted(p.read_text() for p in (remote / "versions").rglob("doc.txt"))
+    assert saved == ["v1", "v22"], saved
+    assert (remote / "backup/alice/doc.txt").read_text() == "v333"

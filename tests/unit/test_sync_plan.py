@@ -160,3 +160,12 @@ def test_runs_start_in_waves_of_at_most_ten_handshakes():
     assert start_times([4, 3, 3], 10, 0.5) == [0, 0, 0.5]  # 5 + 4, then 4
     assert start_times([1] * 8, 10, 0.3) == [0, 0, 0, 0, 0, 0.3, 0.3, 0.3]  # 2 each
     assert start_times([100, 100], 4, 0.2) == [0, 0]  # runs of 4 connections
+
+
+def test_a_sync_in_the_same_second_as_the_last_does_not_share_its_versions_folder():
+    from anemoned.versions import folder_taken, version_folder
+    t = datetime(2026, 11, 29, 3, 56, 42, 300_000, tzinfo=timezone.utc)
+    last = {"versions_folder": version_folder(t.replace(microsecond=0))}
+    assert folder_taken(last, t)  # the same second: wait for the next
+    assert not folder_taken(last, t + timedelta(seconds=1))
+    assert not folder_taken(None, t) and not folder_taken({"versions_folder": None}, t) and not folder_taken("x", t)
