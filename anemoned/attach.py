@@ -25,7 +25,6 @@ relay, as ssh would.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
@@ -148,8 +147,6 @@ class AttachServer:
             else:
                 stdin_fd, stdout_fd = fds
                 fds = []  # the server's now
-                for fd in (stdin_fd, stdout_fd):
-                    _widen_pipe(fd)
                 status = self._run_server(grant, stdin_fd, stdout_fd)
         except OSError as err:
             event(logging.WARNING, "attach failed", error=err.strerror or str(err))
@@ -189,21 +186,6 @@ class AttachServer:
         with self.lock:
             grant.children.discard(child)
         return code if code >= 0 else 128 - code
-
-
-#: 1 MiB: the default pipe-max-size.
-PIPE_BYTES = 1 << 20
-
-
-def _widen_pipe(fd: int) -> None:
-    """rclone's pipes hold 64 KiB; a file's data comes in reads of 255 KiB
-    (source_env's chunk), so each would take several wake-ups of both
-    processes. 1 MiB holds several: fewer switches on a large file. Not
-    a pipe, or above the system's limit: left as it is."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    except OSError:
-        pass
 
 
 def _swapped(grant: Grant) -> bool:
