@@ -54,7 +54,8 @@ from .sync_argv import delete_args, files_from, include_rules, source_env, sync_
 from .sync_outcome import SyncResult, SyncSettings
 from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
-from .sync_shares import Budget, halves, make_shared_dirs, split_users, start_times, total_progress
+from .sync_shares import (Budget, drop_unused_folder, halves, make_shared_dirs, split_users, start_times,
+                          total_progress)
 from .users import LocalUser, SyncPlan
 
 #: What rclone prints at DEBUG level before its JSON logging starts.
@@ -100,6 +101,8 @@ class Engine:
     budget: Budget = field(default_factory=lambda: Budget(None), init=False)
     #: run number -> its latest progress (a job's progress is their sum)
     progress: dict[int, dict[str, Any]] = field(default_factory=dict, init=False)
+    #: some run moved a file into the versions folder
+    moved: bool = field(default=False, init=False)
 
     async def run(self, plan: SyncPlan, changes: dict[str, Changes] | None = None) -> SyncResult:
         """Full syncs for the included users, except those in `changes`:
@@ -146,9 +149,9 @@ class Engine:
         if len(shares) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return
+        made_folder = self.settings.versions_folder if not self.settings.dry_run else None
         if not self.settings.dry_run:
-            await make_shared_dirs(self.binary, self.dest_env, self.settings.remote_path, self.settings.versions_folder,
-                                   self.log)
+            await make_shared_dirs(self.binary, self.dest_env, self.settings.remote_path, made_folder, self.log)
         budgets = self.budget.split(len(shares))
         starts = start_times([sum(weight(u) for u in share) for share in shares], self.run_connections,
                              self.stagger_s)
@@ -172,6 +175,8 @@ class Engine:
             self.log.note("sync run again with the rest of the delete guard's budget",
                           users=",".join(sorted({u.name for u in again} | again_extra)), budget=self.budget.left)
             await self._runs(sorted(again, key=lambda u: u.name), again_extra, result, files, self.budget)
+        if made_folder is not None and not self.moved and result.failure_class is None:  # not to a failing server
+            await drop_unused_folder(self.binary, self.dest_env, self.settings.remote_path, made_folder)
 
     async def _runs(self, batch: list[LocalUser], extra: set[str], result: SyncResult,
                     files: dict[str, list[str]] | None, budget: Budget,
@@ -324,6 +329,7 @@ class Engine:
         empty, which need no reader): a sync, or with `files` an
         incremental copy of the batch users' files named there."""
         self.runs += 1
+        run_no = self.runs
         grants: list[Grant] = []
         filter_file = self.work_dir / f"job-{self.job_id}.{self.runs}.filter"
         empty_dir = self.work_dir / f"job-{self.job_id}.empty"
@@ -358,6 +364,7 @@ class Engine:
                 return _Run(collector, -1, True)
             return _Run(collector, task.result().returncode, False)
         finally:
+            self._over(run_no)
             for g in grants:
                 self.attach.revoke(g)
             filter_file.unlink(missing_ok=True)
@@ -365,6 +372,11 @@ class Engine:
                 empty_dir.rmdir()
             except OSError:
                 pass
+
+    def _over(self, run_no: int) -> None:
+        """An ended run keeps its counts in the job's progress, not its speed."""
+        if run_no in self.progress:
+            self.progress[run_no] = {**self.progress[run_no], "speed": 0, "eta_s": None}
 
     def _recorder(self, collector: StatsCollector) -> Callable[[dict[str, Any]], None]:
         """What happens to each rclone record: into the job log (debug
@@ -378,6 +390,8 @@ class Engine:
                 record["level"] = "debug"  # printed before rclone switches to JSON logs: not an error
             if record.get("level") != "debug":
                 self.log.write(record)
+            if str(record.get("msg", "")).startswith("Moved"):  # (server-side), into backup dir
+                self.moved = True
             progress = collector.feed(record)
             if progress is not None:
                 self.progress[run_no] = progress

@@ -92,6 +92,15 @@ async def make_shared_dirs(binary: str, dest_env: dict[str, str], remote_path: s
     log.note("directories the runs share made first", ok=all(r.ok for r in made))
 
 
+async def drop_unused_folder(binary: str, dest_env: dict[str, str], remote_path: str, versions_folder: str) -> None:
+    """The versions folder made for runs that then moved nothing into it:
+    removed, so that `dest versions` lists no folder that keeps nothing.
+    `rmdir` removes only an empty directory: a file the runs did move is
+    never at stake. Its failure changes nothing (an empty folder stays)."""
+    await rclone.run(binary, ["rmdir", rclone.dest_path(remote_path, "versions", versions_folder),
+                              *rclone.global_args("NOTICE"), *rclone.job_retry_args()], dest_env)
+
+
 def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:
     """A run that failed or stalled without saying for whom, split to find
     out: log2(users) more runs, not one per user."""

@@ -63,6 +63,10 @@ def _shares(daemon: DaemonProcess, sshd: SshServer, remote: Path, port: int) -> 
     # The runs made no shared directory (backup/ was missing): made first.
     assert notes(daemon, first, "directories the runs share made first")[0]["ok"]
     assert "mkdir" not in (daemon.data_dir / "job-logs" / f"{first['id']}.log").read_text()
+    # Nothing was replaced: the versions folder made for the runs is gone
+    # again, so `dest versions` lists no folder that keeps nothing.
+    assert [p for p in (remote / "versions").iterdir()] == []
+    assert daemon.ctl_json("dest", "versions", "d") == []
     assert all(remote_files(remote, u) == {f"f{i}.txt" for i in range(FILES)} for u in USERS)
 
     # Budget 6, in three shares of 2. alice deletes 5: her share stops at

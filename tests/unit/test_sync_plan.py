@@ -169,3 +169,14 @@ def test_a_sync_in_the_same_second_as_the_last_does_not_share_its_versions_folde
     assert folder_taken(last, t)  # the same second: wait for the next
     assert not folder_taken(last, t + timedelta(seconds=1))
     assert not folder_taken(None, t) and not folder_taken({"versions_folder": None}, t) and not folder_taken("x", t)
+
+
+def test_a_jobs_progress_adds_up_its_runs_and_an_ended_run_has_no_speed():
+    from anemoned.sync_shares import total_progress
+    ended = {"bytes": 100, "total_bytes": 100, "files": 2, "total_files": 2, "checks": 3, "speed": 0, "eta_s": None,
+             "current_user": "alice"}
+    going = {"bytes": 50, "total_bytes": 200, "files": 1, "total_files": 4, "checks": 1, "speed": 25, "eta_s": 6,
+             "current_user": "bob"}
+    total = total_progress([ended, going], going)
+    assert total == {"bytes": 150, "total_bytes": 300, "files": 3, "total_files": 6, "checks": 4, "speed": 25,
+                     "eta_s": 6, "current_user": "bob"}
