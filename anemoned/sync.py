@@ -141,28 +141,29 @@ class Engine:
         part never refuses what the whole budget allows)."""
         def weight(u: LocalUser) -> int:
             return len(files[u.name]) if files is not None else (u.scan.files if u.scan is not None else 0)
-        # A share needs files enough to keep its transfers busy: below that,
-        # its own handshake (and the directories made beforehand) cost more
-        # than it saves.
+        # A share needs files enough to keep its transfers busy: else its
+        # handshake (and the directories made first) cost more than it saves.
         worth = sum(weight(u) for u in users) // (SHARE_FILES_PER_TRANSFER * self.transfers)
         shares = split_users(users, min(self.processes, worth), weight)
         if len(shares) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return
         made_folder = self.settings.versions_folder if not self.settings.dry_run else None
-        if not self.settings.dry_run:
-            await make_shared_dirs(self.binary, self.dest_env, self.settings.remote_path, made_folder, self.log)
+        failed = None if self.settings.dry_run else await make_shared_dirs(
+            self.binary, self.dest_env, self.settings.remote_path, made_folder, self.log)
+        if failed is not None:  # the server went away since the preflight: no run would get further
+            result.failure_class, result.error = failed
+            return
         budgets = self.budget.split(len(shares))
         starts = start_times([sum(weight(u) for u in share) for share in shares], self.run_connections,
                              self.stagger_s)
         self.log.note("users shared between rclone runs at once", runs=len(shares), starts_s=starts,
                       budget=self.budget.left)
-        again: list[LocalUser] = []
-        again_extra: set[str] = set()
+        again: tuple[list[LocalUser], set[str]] = ([], set())  # set aside by the delete guard
 
         async def share(i: int, batch: list[LocalUser]) -> None:
             await asyncio.sleep(starts[i])
-            await self._runs(batch, extra if i == 0 else set(), result, files, budgets[i], (again, again_extra))
+            await self._runs(batch, extra if i == 0 else set(), result, files, budgets[i], again)
 
         try:  # one share's error stops the others' runs (their rclone too)
             async with asyncio.TaskGroup() as group:
@@ -171,10 +172,10 @@ class Engine:
         except ExceptionGroup as errors:  # the job fails as it would with one run
             raise errors.exceptions[0] from None
         self.budget = Budget(None if self.budget.left is None else sum(b.left or 0 for b in budgets))
-        if again or again_extra:
+        if again[0] or again[1]:
             self.log.note("sync run again with the rest of the delete guard's budget",
-                          users=",".join(sorted({u.name for u in again} | again_extra)), budget=self.budget.left)
-            await self._runs(sorted(again, key=lambda u: u.name), again_extra, result, files, self.budget)
+                          users=",".join(sorted({u.name for u in again[0]} | again[1])), budget=self.budget.left)
+            await self._runs(sorted(again[0], key=lambda u: u.name), again[1], result, files, self.budget)
         if made_folder is not None and not self.moved and result.failure_class is None:  # not to a failing server
             await drop_unused_folder(self.binary, self.dest_env, self.settings.remote_path, made_folder)
 

@@ -37,7 +37,7 @@ from .timeutil import iso, utc_now
 from .remote_index import Changes, Entries, IndexDb, confirmed_entries, diff
 from .users import SyncPlan, UserState, discover, full_due, make_plan, scan_all
 from .usertree import Listing, listing
-from .versions import delete_limit, folder_taken, parse_version_folder, version_folder
+from .versions import delete_limit, next_folder, parse_version_folder
 
 PRUNE_EVERY = timedelta(days=1)
 #: Users named in a job's error; the rest are counted.
@@ -71,9 +71,6 @@ async def _sync(run: JobRun) -> JobOutcome:
     ctx, dest, log = run.ctx, run.dest, run.log
     config, store, job = ctx.config, ctx.store, ctx.job
     now = utc_now()
-    if folder_taken((store.last_finished_job_row(dest.name, "sync") or {}).get("stats"), now):
-        await asyncio.sleep(1.001 - now.microsecond / 1e6)
-        now = utc_now()
     place = location(dest)
     states = {name: UserState(r["remote_path"], r["fingerprint"], r["files"], r["full_at"])
               for name, r in store.user_states(dest.name).items()}
@@ -88,7 +85,8 @@ async def _sync(run: JobRun) -> JobOutcome:
         remote_path=dest.remote_path, dry_run=job.dry_run,
         max_delete=None if options.get("allow_deletes") else delete_limit(dest.max_delete, dest.max_delete_percent,
                                                                            remote_files),
-        versions_folder=version_folder(now) if dest.keep_versions_days > 0 else None,
+        versions_folder=next_folder(now, (store.last_finished_job_row(dest.name, "sync") or {}).get("stats"))
+        if dest.keep_versions_days > 0 else None,
         allow_empty=frozenset(options.get("allow_empty") or ()), stall_timeout_s=float(dest.stall_timeout),
         link_args=tuple(link.sync_args()))
     started = asyncio.get_running_loop().time()

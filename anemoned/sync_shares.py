@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable
 
 from . import rclone
 from .joblog import JobLog
+from .sync_blame import DESTINATION_CLASSES
 from .users import LocalUser
 
 
@@ -78,18 +79,26 @@ def start_times(weights: list[int], run_connections: int, stagger_s: float) -> l
 
 
 async def make_shared_dirs(binary: str, dest_env: dict[str, str], remote_path: str, versions_folder: str | None,
-                           log: JobLog) -> None:
+                           log: JobLog) -> tuple[rclone.FailureClass, str] | None:
     """Runs at once would race to make the directories they share
     (backup/, and the versions/<folder>/ every overwritten or deleted file
     moves into): two find one missing, both make it, and rclone fails the
     loser's file. So they are made first, one `rclone mkdir` each, side by
-    side. A failure is left to the runs to report (a server that refuses
-    a directory refuses the files in it too)."""
+    side, one attempt each (a silent server is given up on after
+    QUICK_IDLE_TIMEOUT_S). The destination's failure (class, "class:
+    message"), when that is what stopped them; any other is left to the
+    runs to report (a server that refuses a directory refuses its files)."""
     dirs = [("backup",)] + ([("versions", versions_folder)] if versions_folder else [])
     made = await asyncio.gather(*(rclone.run(
-        binary, ["mkdir", rclone.dest_path(remote_path, *d), *rclone.global_args("NOTICE"), *rclone.job_retry_args()],
+        binary, ["mkdir", rclone.dest_path(remote_path, *d), *rclone.global_args("NOTICE"), *rclone.quick_args()],
         dest_env, on_record=log.write) for d in dirs))
     log.note("directories the runs share made first", ok=all(r.ok for r in made))
+    for result in made:
+        messages = rclone.messages_of(result) if not result.ok else []
+        cls = rclone.classify(messages)
+        if cls in DESTINATION_CLASSES:
+            return cls, rclone.failure_message(cls, messages, "rclone mkdir failed")
+    return None
 
 
 async def drop_unused_folder(binary: str, dest_env: dict[str, str], remote_path: str, versions_folder: str) -> None:
@@ -98,7 +107,7 @@ async def drop_unused_folder(binary: str, dest_env: dict[str, str], remote_path:
     `rmdir` removes only an empty directory: a file the runs did move is
     never at stake. Its failure changes nothing (an empty folder stays)."""
     await rclone.run(binary, ["rmdir", rclone.dest_path(remote_path, "versions", versions_folder),
-                              *rclone.global_args("NOTICE"), *rclone.job_retry_args()], dest_env)
+                              *rclone.global_args("NOTICE"), *rclone.quick_args()], dest_env)
 
 
 def halves(batch: list[LocalUser]) -> list[list[LocalUser]]:

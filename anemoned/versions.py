@@ -1,7 +1,7 @@
 """Versions folders and the delete guard's limit: pure helpers."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 
 def version_folder(started: datetime) -> str:
@@ -9,12 +9,16 @@ def version_folder(started: datetime) -> str:
     return started.astimezone(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
 
 
-def folder_taken(last_sync_stats: object, started: datetime) -> bool:
-    """Would a sync started now name its versions folder as the last sync
-    of the same destination did (both in one second)? Then the second's
-    move of a file both changed would replace the copy the first saved
-    there: the sync waits for the next second instead."""
-    return isinstance(last_sync_stats, dict) and last_sync_stats.get("versions_folder") == version_folder(started)
+def next_folder(started: datetime, last_sync_stats: object) -> str:
+    """This sync's versions folder: its start second, or one second after
+    the destination's last sync's folder when that is not earlier. Two
+    syncs never share a folder (the second's move of a file changed in
+    both would replace the copy the first saved there), and nobody waits."""
+    last = last_sync_stats.get("versions_folder") if isinstance(last_sync_stats, dict) else None
+    previous = parse_version_folder(last) if isinstance(last, str) else None
+    if previous is not None and previous >= started.replace(microsecond=0):
+        return version_folder(previous + timedelta(seconds=1))
+    return version_folder(started)
 
 
 def parse_version_folder(name: str) -> datetime | None:

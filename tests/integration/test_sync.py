@@ -254,8 +254,8 @@ def test_hard_to_parse_names_arrive_intact_and_nothing_outside_is_read(setup, na
 def test_two_syncs_in_one_second_keep_both_replaced_copies(setup):
     """A versions folder is named by its sync's start second. A second sync
     in the same second as the last would have moved its replaced copy onto
-    the one the first saved there; it waits for the next second instead,
-    so every replaced copy is kept."""
+    the one the first saved there; it takes the next second's name
+    instead, so every replaced copy is kept."""
     daemon, (remote,) = setup()
     doc = daemon.users_dir / "alice/backup/doc.txt"
     write(doc, "v1")

@@ -163,12 +163,15 @@ def test_runs_start_in_waves_of_at_most_ten_handshakes():
 
 
 def test_a_sync_in_the_same_second_as_the_last_does_not_share_its_versions_folder():
-    from anemoned.versions import folder_taken, version_folder
+    from anemoned.versions import next_folder, version_folder
     t = datetime(2026, 11, 29, 3, 56, 42, 300_000, tzinfo=timezone.utc)
-    last = {"versions_folder": version_folder(t.replace(microsecond=0))}
-    assert folder_taken(last, t)  # the same second: wait for the next
-    assert not folder_taken(last, t + timedelta(seconds=1))
-    assert not folder_taken(None, t) and not folder_taken({"versions_folder": None}, t) and not folder_taken("x", t)
+    last = {"versions_folder": version_folder(t)}
+    assert next_folder(t, last) == version_folder(t + timedelta(seconds=1))  # the same second: the next one
+    later = {"versions_folder": version_folder(t + timedelta(seconds=1))}
+    assert next_folder(t + timedelta(seconds=0.5), later) == version_folder(t + timedelta(seconds=2))  # a third
+    assert next_folder(t + timedelta(seconds=5), last) == version_folder(t + timedelta(seconds=5))
+    for nothing in (None, {"versions_folder": None}, "x", {"versions_folder": "not a folder"}):
+        assert next_folder(t, nothing) == version_folder(t)
 
 
 def test_a_jobs_progress_adds_up_its_runs_and_an_ended_run_has_no_speed():
