@@ -88,7 +88,9 @@ def last_sync(ls: dict[str, Any] | None) -> str:
 
 def link(d: dict[str, Any]) -> str:
     """Parallelism and bandwidth schedule, as the daemon uses them."""
-    text = (f"{d.get('processes')} rclone processes, each {d.get('transfers')} transfers, {d.get('checkers')} "
+    runs = d.get("processes")
+    runs = "4 (LAN) or 16 (link)" if runs == 0 else runs  # link_options.processes_for
+    text = (f"{runs} rclone processes, each {d.get('transfers')} transfers, {d.get('checkers')} "
             f"checkers, at most {d.get('connections')} SSH connections; bandwidth {d.get('bwlimit') or 'off'}")
     return text + (f" (refused: {d['link_error']})" if d.get("link_error") else "")
 

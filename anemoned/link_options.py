@@ -6,7 +6,8 @@ Per destination, all optional (None: the default below):
 - `connections`: SSH connections rclone may hold to the server (the sftp
   backend's `connections`);
 - `processes`: rclone runs a sync starts at once, each for its share of
-  the users, with its own transfers, checkers and connections;
+  the users, with its own transfers, checkers and connections; 0 (the
+  default) chooses by the server's distance (processes_for);
 - `bwlimit`: rclone's bandwidth timetable ("08:00,2M 19:00,off", "2M",
   "off"), parsed here into a normal form and never passed on unparsed.
 
@@ -55,8 +56,17 @@ MAX_CONNECTIONS = 10
 DEFAULT_TRANSFERS = 8
 DEFAULT_CHECKERS = 8
 DEFAULT_CONNECTIONS = 10
-DEFAULT_PROCESSES = 4
+#: 0: chosen per sync by processes_for (LAN_PROCESSES or MAX_PROCESSES)
+DEFAULT_PROCESSES = 0
+#: On a LAN the machine's CPU bounds a sync, not round trips: more runs
+#: only add handshakes and Go runtimes (W1 on loopback, 200 users x 50
+#: files: 4 runs 20.5-29 s, 16 runs 31.8 s, in this machine's noise).
+LAN_PROCESSES = 4
 MAX_PROCESSES = 16
+#: An SSH round trip (reach.preflight_round_trip) longer than this is a
+#: link. It includes the server's key exchange: 1-12 ms on loopback here
+#: (by load), 26-35 ms at 20 ms round trips through testbed/linksim.py.
+LINK_ROUND_TRIP_S = 0.015
 FIELDS = ("transfers", "checkers", "connections", "processes", "bwlimit")
 #: bounds of the pause between starting a sync's rclone processes (s)
 STAGGER_MIN_S, STAGGER_MAX_S = 0.1, 2.0
@@ -105,10 +115,26 @@ class LinkOptions:
             args += ["--bwlimit", self.bwlimit]
         return args
 
+    def processes_for(self, round_trip_s: float | None) -> int:
+        """The most rclone runs a sync starts at once: the setting, or with
+        0, LAN_PROCESSES on a LAN and MAX_PROCESSES on a link (one SSH round
+        trip of round_trip_s, is_link), where round
+        trips bound an initial sync of small files (W4, 200 users x 50
+        files at 50 ms: 215.7 s with 4 runs, 76.6 s with 16)."""
+        if self.processes:
+            return self.processes
+        return MAX_PROCESSES if is_link(round_trip_s) else LAN_PROCESSES
+
     def dest_env(self) -> dict[str, str]:
         """The sftp backend option for the destination remote only (the
         users' local readers are not an OpenSSH server's connections)."""
         return rclone.option_env(rclone.DEST_REMOTE, {"connections": str(self.connections)})
+
+
+def is_link(round_trip_s: float | None) -> bool:
+    """Is a server this SSH round trip away across a link, not on the LAN
+    (None: not measured, taken as a LAN: the defaults of one rclone)?"""
+    return round_trip_s is not None and round_trip_s >= LINK_ROUND_TRIP_S
 
 
 def stagger(preflight_s: float) -> float:
@@ -135,8 +161,9 @@ def view(stored: dict[str, Any]) -> dict[str, Any]:
 
 def check_count(name: str, value: int) -> int:
     hi = MAX_PROCESSES if name == "processes" else MAX_CONNECTIONS
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
-        raise InvalidField(name, f"must be a whole number from 1 to {hi}"
+    lo = 0 if name == "processes" else 1  # processes 0: chosen per sync
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise InvalidField(name, f"must be a whole number from {lo} to {hi}"
                              + (" (OpenSSH's default MaxStartups drops more connections opened at once)"
                                 if name == "connections" else ""))
     return value

@@ -18,12 +18,14 @@ import asyncio
 import os
 import socket
 
-from . import rclone
+from . import rclone, sshkex
 
 #: ANEMONED_PREFLIGHT_TIMEOUT_S lowers it for tests only (the suite's
 #: silent servers then cost seconds, not tens of seconds).
 PREFLIGHT_TIMEOUT_S = float(os.environ.get("ANEMONED_PREFLIGHT_TIMEOUT_S", "10"))
 _IDENT = b"SSH-2.0-anemoned-preflight\r\n"
+#: How long the timed round trip may take (a satellite link's is 0.6 s).
+ROUND_TRIP_WAIT_S = 3.0
 
 
 class Unanswered(Exception):
@@ -42,6 +44,26 @@ class Unanswered(Exception):
 async def preflight(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> str:
     """The server's SSH identification line; raises Unanswered with the
     class that fits when there is none."""
+    ident, _ = await _answer(host, port, timeout_s, round_trip=False)
+    return ident
+
+
+async def preflight_round_trip(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> float | None:
+    """preflight, then one SSH round trip timed (None when the server
+    offers no key exchange this can do): how far away the server is.
+
+    How long the identification line takes says little: sshd starts a
+    process per connection first (8-36 ms on loopback here, by load), and
+    a TCP connect through a proxy (or testbed/linksim.py) is answered by
+    the proxy. So, with the server's key exchange offer read, this sends
+    a curve25519 key exchange and times the server's reply, then closes
+    before any authentication (the server logs the same closed connection
+    as for the plain preflight)."""
+    _, rtt = await _answer(host, port, timeout_s, round_trip=True)
+    return rtt
+
+
+async def _answer(host: str, port: int, timeout_s: float, round_trip: bool) -> tuple[str, float | None]:
     where = f"{host}:{port}"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
@@ -57,6 +79,7 @@ async def preflight(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S
         writer.write(_IDENT)
         # RFC 4253: the server may send other lines before its identification.
         deadline = asyncio.get_running_loop().time() + timeout_s
+        ident = None
         for _ in range(20):
             remaining = deadline - asyncio.get_running_loop().time()
             line = await asyncio.wait_for(reader.readline(), max(remaining, 0.001))
@@ -64,8 +87,18 @@ async def preflight(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S
                 raise Unanswered(rclone.UNREACHABLE, f"{where} closed the connection before identifying itself "
                                  "(too many connections, or an address-based refusal on the server)")
             if line.startswith(b"SSH-"):
-                return line.decode("ascii", errors="replace").strip()
-        raise Unanswered(rclone.UNKNOWN, f"{where} does not speak SSH")
+                ident = line.decode("ascii", errors="replace").strip()
+                break
+        if ident is None:
+            raise Unanswered(rclone.UNKNOWN, f"{where} does not speak SSH")
+        if not round_trip:
+            return ident, None
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:  # a server that never replies costs at most ROUND_TRIP_WAIT_S
+            return ident, await asyncio.wait_for(sshkex.round_trip(reader, writer),
+                                                 max(min(remaining, ROUND_TRIP_WAIT_S), 0.001))
+        except (sshkex.NoRoundTrip, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            return ident, None  # the server answered; only its distance is unknown
     except asyncio.TimeoutError:
         raise Unanswered(rclone.TIMEOUT, f"{where} accepted the connection but sent nothing within "
                          f"{timeout_s:.0f} s (the SSH server is stopped or overloaded)") from None
@@ -77,4 +110,3 @@ async def preflight(host: str, port: int, timeout_s: float = PREFLIGHT_TIMEOUT_S
             await writer.wait_closed()
         except OSError:
             pass
-

@@ -54,7 +54,7 @@ from .sync_argv import delete_args, files_from, include_rules, source_env, sync_
 from .sync_outcome import SyncResult, SyncSettings
 from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
-from .sync_shares import (Budget, drop_unused_folder, halves, make_shared_dirs, split_users, start_times,
+from .sync_shares import (Budget, drop_unused_folder, halves, make_shared_dirs, share_count, split_users, start_times,
                           total_progress)
 from .users import LocalUser, SyncPlan
 
@@ -71,8 +71,6 @@ class _Run:
     silent_server: str | None = None
 
 
-#: A share of a sync has at least this many files per transfer of its run.
-SHARE_FILES_PER_TRANSFER = 2
 
 
 @dataclass
@@ -141,10 +139,8 @@ class Engine:
         part never refuses what the whole budget allows)."""
         def weight(u: LocalUser) -> int:
             return len(files[u.name]) if files is not None else (u.scan.files if u.scan is not None else 0)
-        # A share needs files enough to keep its transfers busy: else its
-        # handshake (and the directories made first) cost more than it saves.
-        worth = sum(weight(u) for u in users) // (SHARE_FILES_PER_TRANSFER * self.transfers)
-        shares = split_users(users, min(self.processes, worth), weight)
+        parts = share_count(sum(weight(u) for u in users), self.processes, self.transfers)
+        shares = split_users(users, parts, weight)
         if len(shares) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return

@@ -59,7 +59,8 @@ DEST_FIELDS: tuple[tuple[str, Any, Any, str, bool], ...] = (
      "directories listed and files compared at once, at most connections (default 8)", False),
     ("connections", Whole(-(2**31), 2**31), None, "SSH connections to the server, at most 10 (default 10)", False),
     ("processes", Whole(-(2**31), 2**31), None,
-     "rclone runs at once, each for a share of the users with its own connections, at most 16 (default 4)", False),
+     "rclone runs at once, each for a share of the users with its own connections, at most 16; "
+     "0: 4 on a LAN, 16 on a link (default 0)", False),
     ("bwlimit", Text(1024), None,
      'bandwidth of syncs: "2M", "off", or a timetable such as "08:00,2M 19:00,off" (default off)', False),
 )

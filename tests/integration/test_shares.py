@@ -14,11 +14,15 @@ from testbed.linksim import LinkSim
 from testbed.sshd import SshServer
 
 USERS = ("alice", "bob", "carol")
-FILES = 8
+FILES = 12
 
 
 def sync(daemon: DaemonProcess, *extra: str) -> dict:
-    res = daemon.ctl("sync", "d", "--wait", "--json", *extra, timeout_s=300)
+    return sync_dest(daemon, "d", *extra)
+
+
+def sync_dest(daemon: DaemonProcess, name: str, *extra: str) -> dict:
+    res = daemon.ctl("sync", name, "--wait", "--json", *extra, timeout_s=300)
     assert res.returncode in (0, 1), res.stderr
     return json.loads(res.stdout)
 
@@ -48,7 +52,7 @@ def test_shares_back_up_everyone_and_keep_the_delete_budget_whole(make_daemon, s
 def _shares(daemon: DaemonProcess, sshd: SshServer, remote: Path, port: int) -> None:
     # Every sync lists the remote (full), so deletions go through rclone
     # sync's own --max-delete in each share. One transfer per run: a share
-    # needs two files per transfer, and these trees are small.
+    # needs eight files per transfer, and these trees are small.
     daemon.ctl_json("dest", "add", "d", "--host", sshd.host, "--port", str(port), "--user", sshd.user,
                     "--remote-path", str(remote), "--host-key-fingerprint", sshd.host_key_fingerprint(),
                     "--processes", "3", "--full-sync-every", "0", "--transfers", "1")
@@ -78,7 +82,7 @@ def _shares(daemon: DaemonProcess, sshd: SshServer, remote: Path, port: int) -> 
     assert second["state"] == "succeeded", second
     assert second["stats"]["users"]["alice"]["files_deleted"] == 5
     assert notes(daemon, second, "sync run again with the rest of the delete guard's budget")[0]["budget"] == 4
-    assert remote_files(remote, "alice") == {"f5.txt", "f6.txt", "f7.txt"}
+    assert remote_files(remote, "alice") == {f"f{i}.txt" for i in range(5, FILES)}
 
     # bob and carol delete 4 each: 8 > 6. The job deletes exactly 6 and
     # refuses 2, whatever the shares.
@@ -97,3 +101,24 @@ def _shares(daemon: DaemonProcess, sshd: SshServer, remote: Path, port: int) -> 
     assert len(list((remote / "versions").rglob("f*.txt"))) == 5 + 6  # every deletion kept in versions/
     assert sync(daemon, "--allow-deletes")["state"] == "succeeded"
     assert remote_files(remote, "bob") == remote_files(remote, "carol") == {f"f{i}.txt" for i in range(4, FILES)}
+
+
+def test_by_default_a_sync_starts_more_runs_across_a_link_than_on_a_lan(make_daemon, sshd: SshServer):
+    daemon = make_daemon()
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    write(daemon.users_dir / "alice/backup/a.txt", "alice\n")
+    with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
+        for name, port in (("lan", sshd.port), ("far", link.port)):
+            shown = daemon.ctl_json("dest", "add", name, "--host", sshd.host, "--port", str(port), "--user", sshd.user,
+                                    "--remote-path", str(sshd.remote_dir(name)),
+                                    "--host-key-fingerprint", sshd.host_key_fingerprint())
+            assert shown["processes"] == 0  # chosen per sync
+        assert "link:        4 (LAN) or 16 (link) rclone processes, each 8 transfers" in daemon.ctl("dest", "show",
+                                                                                                    "lan").stdout
+        chosen = {}
+        for name in ("lan", "far"):
+            job = sync_dest(daemon, name)
+            assert job["state"] == "succeeded", job
+            (note,) = notes(daemon, job, "rclone processes chosen for the server's distance")
+            chosen[name] = (note["processes"], note["link"])
+    assert chosen == {"lan": (4, False), "far": (16, True)}

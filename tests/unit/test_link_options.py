@@ -49,7 +49,17 @@ def test_defaults_stay_within_openssh_default_maxstartups():
     assert d.connections <= 10 and d.transfers <= d.connections and d.checkers <= d.connections
 
 
+def test_processes_0_chooses_by_the_servers_distance():
+    assert LinkOptions().processes == 0
+    assert LinkOptions().processes_for(0.0004) == link_options.LAN_PROCESSES  # loopback or a LAN
+    assert LinkOptions().processes_for(0.03) == link_options.MAX_PROCESSES  # across a link
+    assert LinkOptions().processes_for(None) == link_options.LAN_PROCESSES  # not measured
+    assert LinkOptions(processes=2).processes_for(0.03) == 2  # a setting is kept either way
+    assert LinkOptions.of({"processes": 0}).processes == 0
+
+
 @pytest.mark.parametrize("stored, field", [
+    ({"processes": 17}, "processes"), ({"processes": -1}, "processes"),
     ({"connections": 11}, "connections"), ({"connections": 0}, "connections"), ({"transfers": 11}, "transfers"),
     ({"checkers": True}, "checkers"), ({"transfers": "4"}, "transfers"), ({"checkers": -1}, "checkers"),
     ({"transfers": 5, "checkers": 2, "connections": 4}, "transfers"),  # more than connections: only waiting

@@ -154,6 +154,16 @@ def test_users_are_shared_by_their_files_and_each_user_is_in_one_share():
     assert split_users([], 4, lambda u: 0) == []
 
 
+def test_a_share_has_files_enough_to_keep_its_transfers_busy():
+    from anemoned.sync_shares import SHARE_FILES_PER_TRANSFER, share_count
+    per_run = SHARE_FILES_PER_TRANSFER * 8  # 8 transfers
+    assert share_count(10, 16, 8) == 1  # ten changed files: one run
+    assert share_count(300, 16, 8) == 300 // per_run  # a small tree: few runs
+    assert share_count(10_000, 16, 8) == 16  # a first sync of a NAS: as many as allowed
+    assert share_count(10_000, 4, 8) == 4
+    assert share_count(0, 4, 8) == 1
+
+
 def test_runs_start_in_waves_of_at_most_ten_handshakes():
     from anemoned.sync_shares import start_times
     assert start_times([5000, 5000, 5000, 5000], 10, 0.5) == [0, 0.5, 1.0, 1.5]  # full syncs: 10 each
