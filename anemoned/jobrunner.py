@@ -50,9 +50,6 @@ class JobRun:
     #: how long the server took to answer the preflight (a round trip or
     #: two: what spaces out a sync's SSH handshakes, link_options.stagger)
     preflight_s: float = 0.0
-    #: one SSH round trip to the server (reach.preflight_round_trip; None:
-    #: not measured), which tells a LAN from a link
-    round_trip_s: float | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -69,17 +66,16 @@ async def run_job(ctx: JobContext, operation: Callable[[JobRun], Awaitable[JobOu
     try:
         asked = time.monotonic()
         try:  # a dead or silent server fails the job in seconds, before any rclone (reach.py)
-            round_trip = await reach.preflight_round_trip(dest.host, dest.port)
+            await reach.preflight(dest.host, dest.port)
         except reach.Unanswered as err:
             log.note("server did not answer; rclone was not started", error=err.error)
             return JobOutcome(JobState.FAILED, err.error)
-        answered = time.monotonic() - (round_trip or 0.0)  # its identification
-        log.note("the server answered", preflight_s=round(answered - asked, 3),
-                 round_trip_s=None if round_trip is None else round(round_trip, 4))
+        answered = time.monotonic()
+        log.note("the server answered", preflight_s=round(answered - asked, 3))
         try:
             env = await access.dest_env(ctx.config, ctx.binary, dest, hashcheck=hashcheck, uploads=uploads)
         except AnemoneError as err:
             return JobOutcome(JobState.FAILED, err.message)
-        return await operation(JobRun(ctx, dest, env, log, answered - asked, round_trip))
+        return await operation(JobRun(ctx, dest, env, log, answered - asked))
     finally:
         log.close()

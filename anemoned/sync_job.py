@@ -25,13 +25,15 @@ from typing import Any
 from . import rclone, reach, usage
 from .destinations import Destination
 from .jobrunner import JobContext, JobRun, run_job
+from .joblog import JobLog
 from .jobs import JobOutcome, JobState
-from .link_options import LinkOptions, is_link, stagger
+from .link_options import LAN_PROCESSES, MAX_PROCESSES, LinkOptions, is_link, stagger
 from .logs import event
 from .errors import AnemoneError, InvalidField
 from .rclone_stats import new_user_stats
 from .restore import list_versions
 from .sync import Engine
+from .sync_shares import share_count
 from .sync_outcome import SyncResult, SyncSettings
 from .timeutil import iso, utc_now
 from .remote_index import Changes, Entries, IndexDb, confirmed_entries, diff
@@ -123,22 +125,11 @@ async def _sync(run: JobRun) -> JobOutcome:
         await asyncio.to_thread(index_db.mark_dirty, dest.name, sorted(plan.synced), place)
     # `connections` is the destination remote's option: only the server's
     # connections are limited, not the users' local readers.
-    round_trip = run.round_trip_s
-    if not link.processes and is_link(round_trip) and plan.synced:
-        # A busy machine can slow one key exchange on a LAN: a second look.
-        try:
-            again = await reach.preflight_round_trip(dest.host, dest.port)
-        except reach.Unanswered:  # gone since: the runs will say so
-            again = round_trip
-        round_trip = None if again is None else min(again, round_trip or again)
-    processes = link.processes_for(round_trip)
-    if not link.processes:
-        log.note("rclone processes chosen for the server's distance", processes=processes,
-                 link=is_link(round_trip), round_trip_s=None if round_trip is None else round(round_trip, 4))
+    processes, round_trip = await choose_processes(link, dest, plan, changes, log)
     engine = Engine(ctx.binary, {**run.env, **link.dest_env()}, ctx.attach, config.tmp_dir, job.id, settings, log,
                     ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port),
-                    processes=processes, stagger_s=stagger(run.preflight_s),
+                    processes=processes, stagger_s=stagger(run.preflight_s, round_trip),
                     run_connections=min(link.connections, link.transfers + link.checkers), transfers=link.transfers)
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
@@ -216,6 +207,34 @@ def location(dest: Destination) -> str:
     remote path is a new place (its users' first sync there is a full one,
     and no index of the old place is trusted there)."""
     return f"{dest.user}@{dest.host}:{dest.port}:{dest.remote_path}"
+
+
+async def choose_processes(link: LinkOptions, dest: Destination, plan: SyncPlan, changes: dict[str, Changes],
+                           log: JobLog) -> tuple[int, float | None]:
+    """The most rclone runs this sync starts at once: the destination's
+    `processes`, or with 0, by how far away the server is, timed only when
+    the sync has files enough for more runs than a LAN gets (one SSH round
+    trip, twice: a busy machine can slow one key exchange on a LAN); and
+    that round trip, if timed."""
+    if link.processes:
+        return link.processes, None
+    files = sum(len(changes[u.name].copy) if u.name in changes else (u.scan.files if u.scan else 0)
+                for u in plan.included)
+    if min(len(plan.included), share_count(files, MAX_PROCESSES, link.transfers)) <= LAN_PROCESSES:
+        return LAN_PROCESSES, None  # as many runs either way
+    round_trip: float | None = None
+    for attempt in range(2):
+        try:
+            sample = await reach.preflight_round_trip(dest.host, dest.port)
+        except reach.Unanswered:  # gone since the preflight: the runs will say so
+            break
+        round_trip = sample if attempt == 0 or sample is None or round_trip is None else min(sample, round_trip)
+        if not is_link(round_trip):
+            break
+    processes = link.processes_for(round_trip)
+    log.note("rclone processes chosen for the server's distance", processes=processes, link=is_link(round_trip),
+             round_trip_s=None if round_trip is None else round(round_trip, 4))
+    return processes, round_trip
 
 
 async def choose_modes(index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, listings: dict[str, Listing],

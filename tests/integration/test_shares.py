@@ -106,7 +106,9 @@ def _shares(daemon: DaemonProcess, sshd: SshServer, remote: Path, port: int) -> 
 def test_by_default_a_sync_starts_more_runs_across_a_link_than_on_a_lan(make_daemon, sshd: SshServer):
     daemon = make_daemon()
     sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
-    write(daemon.users_dir / "alice/backup/a.txt", "alice\n")
+    for u in range(6):  # files enough for six runs (share_count): more than a LAN's four
+        for i in range(70):
+            write(daemon.users_dir / f"user{u}/backup/d{i % 3}/f{i}.txt", f"{u} {i}\n")
     with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
         for name, port in (("lan", sshd.port), ("far", link.port)):
             shown = daemon.ctl_json("dest", "add", name, "--host", sshd.host, "--port", str(port), "--user", sshd.user,

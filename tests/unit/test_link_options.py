@@ -58,6 +58,13 @@ def test_processes_0_chooses_by_the_servers_distance():
     assert LinkOptions.of({"processes": 0}).processes == 0
 
 
+def test_waves_of_handshakes_are_spaced_by_the_longer_of_the_two_measures():
+    assert link_options.stagger(0.037) == pytest.approx(0.37)  # ten identification answers
+    assert link_options.stagger(0.037, 0.058) == pytest.approx(12 * 0.058)  # a handshake's round trips
+    assert link_options.stagger(0.0005, 0.0004) == link_options.STAGGER_MIN_S
+    assert link_options.stagger(1.0, 0.6) == link_options.STAGGER_MAX_S
+
+
 @pytest.mark.parametrize("stored, field", [
     ({"processes": 17}, "processes"), ({"processes": -1}, "processes"),
     ({"connections": 11}, "connections"), ({"connections": 0}, "connections"), ({"transfers": 11}, "transfers"),
