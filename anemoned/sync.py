@@ -22,9 +22,9 @@ On a link, round trips bound a sync, and one rclone's connections carry
 only so many at once: the users are split into up to `processes` shares
 (balanced by files), one rclone each, started in waves `stagger_s` apart
 so that at most 10 SSH handshakes are in flight at once (OpenSSH's
-default MaxStartups).
-The delete guard's budget is split between them; a share whose part of
-it ran out is run again after the others, with what they left.
+default MaxStartups). The delete guard's budget is split between them; a
+share whose part of it ran out is run again after the others, with what
+they left. The directories they share are made once, first.
 
 rclone is told to touch only the user directories synced (include rules
 naming exactly those users; rclone never deletes what a filter excludes),
@@ -55,7 +55,7 @@ from .sync_outcome import SyncResult, SyncSettings
 from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
 from .sync_shares import (Budget, drop_unused_folder, halves, make_shared_dirs, share_count, split_users, start_times,
-                          total_progress)
+                          total_progress, user_weight)
 from .users import LocalUser, SyncPlan
 
 #: What rclone prints at DEBUG level before its JSON logging starts.
@@ -69,8 +69,6 @@ class _Run:
     stalled: bool
     #: the server stopped answering mid-run ("class: message"), if it did
     silent_server: str | None = None
-
-
 
 
 @dataclass
@@ -101,6 +99,8 @@ class Engine:
     progress: dict[int, dict[str, Any]] = field(default_factory=dict, init=False)
     #: some run moved a file into the versions folder
     moved: bool = field(default=False, init=False)
+    #: the directories runs at once share were made (once per job)
+    shared_dirs: bool = field(default=False, init=False)
 
     async def run(self, plan: SyncPlan, changes: dict[str, Changes] | None = None) -> SyncResult:
         """Full syncs for the included users, except those in `changes`:
@@ -126,6 +126,9 @@ class Engine:
         deleting = [u.name for u in incremental if changes[u.name].delete and users[u.name]["status"] == "succeeded"]
         if deleting:
             await self._delete(deleting, changes, result)
+        if self.shared_dirs and not self.moved and result.failure_class is None:  # not to a failing server
+            await drop_unused_folder(self.binary, self.dest_env, self.settings.remote_path,
+                                     self.settings.versions_folder)
         self._fail(users, sorted(users), result.error or "not synced: the job stopped before its turn")
         result.ok = all(u["status"] == "succeeded" for u in users.values()) and not result.refused_deletes
         return result
@@ -138,18 +141,19 @@ class Engine:
         (so the job never deletes more than the budget, and a share's small
         part never refuses what the whole budget allows)."""
         def weight(u: LocalUser) -> int:
-            return len(files[u.name]) if files is not None else (u.scan.files if u.scan is not None else 0)
+            return user_weight(u, files[u.name] if files is not None else None)
         parts = share_count(sum(weight(u) for u in users), self.processes, self.transfers)
         shares = split_users(users, parts, weight)
         if len(shares) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return
-        made_folder = self.settings.versions_folder if not self.settings.dry_run else None
-        failed = None if self.settings.dry_run else await make_shared_dirs(
-            self.binary, self.dest_env, self.settings.remote_path, made_folder, self.log)
-        if failed is not None:  # the server went away since the preflight: no run would get further
-            result.failure_class, result.error = failed
-            return
+        if not self.shared_dirs and not self.settings.dry_run:
+            failed = await make_shared_dirs(self.binary, self.dest_env, self.settings.remote_path,
+                                            self.settings.versions_folder, self.log)
+            if failed is not None:  # the server went away since the preflight: no run would get further
+                result.failure_class, result.error = failed
+                return
+            self.shared_dirs = True
         budgets = self.budget.split(len(shares))
         starts = start_times([sum(weight(u) for u in share) for share in shares], self.run_connections,
                              self.stagger_s)
@@ -172,8 +176,6 @@ class Engine:
             self.log.note("sync run again with the rest of the delete guard's budget",
                           users=",".join(sorted({u.name for u in again[0]} | again[1])), budget=self.budget.left)
             await self._runs(sorted(again[0], key=lambda u: u.name), again[1], result, files, self.budget)
-        if made_folder is not None and not self.moved and result.failure_class is None:  # not to a failing server
-            await drop_unused_folder(self.binary, self.dest_env, self.settings.remote_path, made_folder)
 
     async def _runs(self, batch: list[LocalUser], extra: set[str], result: SyncResult,
                     files: dict[str, list[str]] | None, budget: Budget,

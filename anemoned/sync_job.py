@@ -33,7 +33,7 @@ from .errors import AnemoneError, InvalidField
 from .rclone_stats import new_user_stats
 from .restore import list_versions
 from .sync import Engine
-from .sync_shares import share_count
+from .sync_shares import share_count, user_weight
 from .sync_outcome import SyncResult, SyncSettings
 from .timeutil import iso, utc_now
 from .remote_index import Changes, Entries, IndexDb, confirmed_entries, diff
@@ -218,19 +218,16 @@ async def choose_processes(link: LinkOptions, dest: Destination, plan: SyncPlan,
     that round trip, if timed."""
     if link.processes:
         return link.processes, None
-    files = sum(len(changes[u.name].copy) if u.name in changes else (u.scan.files if u.scan else 0)
-                for u in plan.included)
+    files = sum(user_weight(u, changes[u.name].copy if u.name in changes else None) for u in plan.included)
     if min(len(plan.included), share_count(files, MAX_PROCESSES, link.transfers)) <= LAN_PROCESSES:
         return LAN_PROCESSES, None  # as many runs either way
-    round_trip: float | None = None
-    for attempt in range(2):
+    samples: list[float | None] = []
+    while len(samples) < 2 and (not samples or is_link(samples[-1])):
         try:
-            sample = await reach.preflight_round_trip(dest.host, dest.port)
+            samples.append(await reach.preflight_round_trip(dest.host, dest.port))
         except reach.Unanswered:  # gone since the preflight: the runs will say so
             break
-        round_trip = sample if attempt == 0 or sample is None or round_trip is None else min(sample, round_trip)
-        if not is_link(round_trip):
-            break
+    round_trip = None if not samples or None in samples else min(s for s in samples if s is not None)
     processes = link.processes_for(round_trip)
     log.note("rclone processes chosen for the server's distance", processes=processes, link=is_link(round_trip),
              round_trip_s=None if round_trip is None else round(round_trip, 4))

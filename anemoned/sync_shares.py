@@ -50,6 +50,12 @@ def total_progress(runs: Iterable[dict[str, Any]], latest: dict[str, Any]) -> di
 SHARE_FILES_PER_TRANSFER = 8
 
 
+def user_weight(user: LocalUser, copy: list[str] | None) -> int:
+    """Files a user's run compares or sends: an incremental copy's list, or
+    (None) the whole tree a full sync compares."""
+    return len(copy) if copy is not None else (user.scan.files if user.scan is not None else 0)
+
+
 def share_count(files: int, processes: int, transfers: int) -> int:
     """How many shares `files` to compare or send make: at most
     `processes`, each with files enough to keep its transfers busy (else
@@ -116,11 +122,14 @@ async def make_shared_dirs(binary: str, dest_env: dict[str, str], remote_path: s
     return None
 
 
-async def drop_unused_folder(binary: str, dest_env: dict[str, str], remote_path: str, versions_folder: str) -> None:
+async def drop_unused_folder(binary: str, dest_env: dict[str, str], remote_path: str,
+                             versions_folder: str | None) -> None:
     """The versions folder made for runs that then moved nothing into it:
     removed, so that `dest versions` lists no folder that keeps nothing.
     `rmdir` removes only an empty directory: a file the runs did move is
     never at stake. Its failure changes nothing (an empty folder stays)."""
+    if versions_folder is None:  # versions are off: none was made
+        return
     await rclone.run(binary, ["rmdir", rclone.dest_path(remote_path, "versions", versions_folder),
                               *rclone.global_args("NOTICE"), *rclone.quick_args()], dest_env)
 

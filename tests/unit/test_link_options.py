@@ -116,6 +116,12 @@ def test_the_protocol_defines_each_link_field_once_and_says_its_default():
         assert isinstance(sp, Text if name == "bwlimit" else Whole)
         assert f"(default {defaults.get(name, 'off')})" in doc, name
     assert f"at most {link_options.MAX_CONNECTIONS}" in spec["connections"][2]
+    # What 0 processes chooses is said by the protocol (the CLI's help) and
+    # by the client's `dest show`, which cannot import this module.
+    lan, most = link_options.LAN_PROCESSES, link_options.MAX_PROCESSES
+    assert f"at most {most}; 0: {lan} on a LAN, {most} on a link" in spec["processes"][2]
+    from anemonectl import render
+    assert render.link(link_options.view({})).startswith(f"{lan} (LAN) or {most} (link) rclone processes, each ")
 
 
 def test_decoded_edits_are_read_and_checked_here():
