@@ -40,6 +40,7 @@ their deleted files into the versions folder, within the delete guard.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +52,11 @@ from .joblog import JobLog
 from .rclone_stats import StatsCollector, new_user_stats
 from .remote_index import Changes
 from .sync_argv import delete_args, files_from, include_rules, source_env, sync_args
-from .sync_outcome import SyncResult, SyncSettings
+from .sync_outcome import SyncResult, SyncSettings, fail_pending
 from .run_watch import watch
 from .sync_blame import DESTINATION_CLASSES, attribute_start_failures, destination_class
-from .sync_shares import (Budget, drop_unused_folder, halves, make_shared_dirs, share_count, split_users, start_times,
-                          total_progress, user_weight)
+from .sync_shares import (SHARE_FILES_PER_TRANSFER, Budget, drop_unused_folder, go_threads, halves, make_shared_dirs,
+                          plan_shares, share_count, total_progress, user_weight)
 from .users import LocalUser, SyncPlan
 
 #: What rclone prints at DEBUG level before its JSON logging starts.
@@ -92,6 +93,8 @@ class Engine:
     run_connections: int = 10
     #: files one run uploads at once
     transfers: int = 8
+    #: a run's seconds per file on a link (0: unknown; shares then start alike)
+    seconds_per_file: float = 0.0
     runs: int = field(default=0, init=False)
     #: deletions the delete guard still allows in this job
     budget: Budget = field(default_factory=lambda: Budget(None), init=False)
@@ -101,6 +104,8 @@ class Engine:
     moved: bool = field(default=False, init=False)
     #: the directories runs at once share were made (once per job)
     shared_dirs: bool = field(default=False, init=False)
+    #: what the runs going on at once add to rclone's environment
+    run_env: dict[str, str] = field(default_factory=dict, init=False)
 
     async def run(self, plan: SyncPlan, changes: dict[str, Changes] | None = None) -> SyncResult:
         """Full syncs for the included users, except those in `changes`:
@@ -129,7 +134,7 @@ class Engine:
         if self.shared_dirs and not self.moved and result.failure_class is None:  # not to a failing server
             await drop_unused_folder(self.binary, self.dest_env, self.settings.remote_path,
                                      self.settings.versions_folder)
-        self._fail(users, sorted(users), result.error or "not synced: the job stopped before its turn")
+        fail_pending(users, sorted(users), result.error or "not synced: the job stopped before its turn")
         result.ok = all(u["status"] == "succeeded" for u in users.values()) and not result.refused_deletes
         return result
 
@@ -143,8 +148,9 @@ class Engine:
         def weight(u: LocalUser) -> int:
             return user_weight(u, files[u.name] if files is not None else None)
         parts = share_count(sum(weight(u) for u in users), self.processes, self.transfers)
-        shares = split_users(users, parts, weight)
-        if len(shares) <= 1:
+        planned = plan_shares(users, parts, weight, self.run_connections, self.stagger_s, self.seconds_per_file,
+                              SHARE_FILES_PER_TRANSFER * self.transfers)
+        if len(planned) <= 1:
             await self._runs(users, extra, result, files, self.budget)
             return
         if not self.shared_dirs and not self.settings.dry_run:
@@ -154,23 +160,23 @@ class Engine:
                 result.failure_class, result.error = failed
                 return
             self.shared_dirs = True
-        budgets = self.budget.split(len(shares))
-        starts = start_times([sum(weight(u) for u in share) for share in shares], self.run_connections,
-                             self.stagger_s)
-        self.log.note("users shared between rclone runs at once", runs=len(shares), starts_s=starts,
-                      budget=self.budget.left)
+        budgets = self.budget.split(len(planned))
+        self.log.note("users shared between rclone runs at once", runs=len(planned), starts_s=[s for s, _ in planned],
+                      files=[sum(weight(u) for u in share) for _, share in planned], budget=self.budget.left)
         again: tuple[list[LocalUser], set[str]] = ([], set())  # set aside by the delete guard
 
-        async def share(i: int, batch: list[LocalUser]) -> None:
-            await asyncio.sleep(starts[i])
+        async def share(i: int, start: float, batch: list[LocalUser]) -> None:
+            await asyncio.sleep(start)
             await self._runs(batch, extra if i == 0 else set(), result, files, budgets[i], again)
 
+        self.run_env = go_threads(len(planned), len(os.sched_getaffinity(0)))
         try:  # one share's error stops the others' runs (their rclone too)
             async with asyncio.TaskGroup() as group:
-                for i, batch in enumerate(shares):
-                    group.create_task(share(i, batch))
+                for i, (start, batch) in enumerate(planned):
+                    group.create_task(share(i, start, batch))
         except ExceptionGroup as errors:  # the job fails as it would with one run
             raise errors.exceptions[0] from None
+        self.run_env = {}
         self.budget = Budget(None if self.budget.left is None else sum(b.left or 0 for b in budgets))
         if again[0] or again[1]:
             self.log.note("sync run again with the rest of the delete guard's budget",
@@ -215,7 +221,7 @@ class Engine:
                 continue
             if run.silent_server is not None:
                 cls = rclone.FailureClass(run.silent_server.split(":", 1)[0])
-                self._fail(users, names + [u.name for b in queue for u in b], run.silent_server)
+                fail_pending(users, names + [u.name for b in queue for u in b], run.silent_server)
                 result.error, result.failure_class = run.silent_server, cls
                 break
             if run.collector.refused_deletes and again is not None:
@@ -233,7 +239,7 @@ class Engine:
                     extra -= over
                     queue.insert(0, rest)
                     continue
-                self._fail(users, names + [u.name for b in queue for u in b], "the delete guard stopped the sync")
+                fail_pending(users, names + [u.name for b in queue for u in b], "the delete guard stopped the sync")
                 break
             if run.stalled:
                 stuck = run.collector.transferring_users() or ({batch[0].name} if len(batch) == 1 else set())
@@ -252,7 +258,7 @@ class Engine:
             cls = destination_class(run.collector, {u.name for u in batch})
             if cls is not None or (not failed and len(batch) <= 1):
                 message = rclone.failure_message(cls, run.collector.errors, f"rclone exited with status {run.returncode}")
-                self._fail(users, names + [u.name for b in queue for u in b], message)
+                fail_pending(users, names + [u.name for b in queue for u in b], message)
                 result.error, result.failure_class = message, cls
                 break
             if not failed:
@@ -264,7 +270,7 @@ class Engine:
             rest = [u for u in batch if u.name not in failed]
             if rest or extra:
                 queue.insert(0, rest)
-        self._fail(users, sorted(extra), "not mirrored: every run that included it failed")
+        fail_pending(users, sorted(extra), "not mirrored: every run that included it failed")
 
     async def _delete(self, names: list[str], changes: dict[str, Changes], result: SyncResult) -> None:
         """One server-side run for the incremental users' deletions, within
@@ -316,12 +322,6 @@ class Engine:
             users[name].update(status="failed", error=collector.user_errors.get(name) or message)
         result.deleted.update({n: p for n, p in todo.items() if n not in failed})
 
-    @staticmethod
-    def _fail(users: dict[str, dict[str, Any]], names: list[str], why: str) -> None:
-        for name in names:
-            if users[name]["status"] == "pending":
-                users[name].update(status="failed", error=why)
-
     async def _run_batch(self, batch: list[LocalUser], emptied: set[str], budget: int | None,
                          files: dict[str, list[str]] | None = None, retry: bool = False) -> _Run:
         """One rclone over the batch's users (and the trees mirrored as
@@ -343,7 +343,7 @@ class Engine:
             else:
                 filter_file.write_bytes(files_from({u.name: files[u.name] for u in batch}))
             empty_dir.mkdir(mode=0o700, exist_ok=True)
-            env = {**self.dest_env,
+            env = {**self.dest_env, **self.run_env,
                    **source_env(batch, [self.attach.ssh_command(g) for g in grants], reads_chunk=self.reads_chunk,
                                 emptied=emptied, empty_dir=empty_dir)}
             args = sync_args(self.settings.remote_path, filter_file if files is None else None, self.settings.dry_run,

@@ -33,7 +33,7 @@ from .errors import AnemoneError, InvalidField
 from .rclone_stats import new_user_stats
 from .restore import list_versions
 from .sync import Engine
-from .sync_shares import share_count, user_weight
+from .sync_shares import REQUESTS_PER_FILE, share_count, user_weight
 from .sync_outcome import SyncResult, SyncSettings
 from .timeutil import iso, utc_now
 from .remote_index import Changes, Entries, IndexDb, confirmed_entries, diff
@@ -130,7 +130,8 @@ async def _sync(run: JobRun) -> JobOutcome:
                     ctx.report,
                     reads_chunk=rclone.OPENSSH_UPLOAD_CHUNK, probe=lambda: reach.preflight(dest.host, dest.port),
                     processes=processes, stagger_s=stagger(run.preflight_s, round_trip),
-                    run_connections=min(link.connections, link.transfers + link.checkers), transfers=link.transfers)
+                    run_connections=min(link.connections, link.transfers + link.checkers), transfers=link.transfers,
+                    seconds_per_file=round_trip * REQUESTS_PER_FILE / link.transfers if is_link(round_trip) else 0.0)
     result = await engine.run(plan, changes) if plan.synced else SyncResult(True, None, {})
     if plan.stalled:  # scanned too slowly to be backed up: a failure for those users
         result.ok = False

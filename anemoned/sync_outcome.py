@@ -1,5 +1,6 @@
 """What a sync job is asked to do (SyncSettings, decided before it
-starts) and what the engine (sync.py) reports back (SyncResult)."""
+starts) and what the engine (sync.py) reports back (SyncResult, whose
+users a failure leaves not done fail_pending marks failed)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,3 +39,10 @@ class SyncResult:
     confirmed: dict[str, dict[str, int | None]] = field(default_factory=dict)
     #: per succeeded incremental user: the paths its deletions removed
     deleted: dict[str, list[str]] = field(default_factory=dict)
+
+
+def fail_pending(users: dict[str, dict[str, Any]], names: list[str], why: str) -> None:
+    """The named users not yet succeeded, failed or stalled fail, for `why`."""
+    for name in names:
+        if users[name]["status"] == "pending":
+            users[name].update(status="failed", error=why)

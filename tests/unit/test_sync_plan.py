@@ -164,6 +164,36 @@ def test_a_share_has_files_enough_to_keep_its_transfers_busy():
     assert share_count(0, 4, 8) == 1
 
 
+def test_runs_that_start_later_get_less_so_that_all_finish_together():
+    from anemoned.sync_shares import finish_together
+    work = finish_together([0.0, 1.0, 2.0], 30.0, 1.0)
+    assert [round(w, 6) for w in work] == [11.0, 10.0, 9.0]  # all end at 11 s
+    # A run that would get less than the least worth starting is not started.
+    assert finish_together([0.0, 5.0, 10.0], 8.0, 1.0) == [6.5, 1.5]  # the third would start after the end
+    assert finish_together([0.0, 5.0], 6.0, 1.0) == [6.0]  # the second would get 0.5 s: one run alone
+
+
+def test_on_a_link_later_shares_get_fewer_files():
+    from anemoned.sync_shares import plan_shares
+    users = [LocalUser(f"u{i:02}", Path(f"/u/u{i:02}/backup"), None) for i in range(20)]
+    weight = lambda u: 50  # noqa: E731 - files per user
+    alike = plan_shares(users, 4, weight, 10, 1.0, 0.0, 64)
+    assert [s for s, _ in alike] == [0, 1.0, 2.0, 3.0] and [len(u) for _, u in alike] == [5, 5, 5, 5]
+    later = plan_shares(users, 4, weight, 10, 1.0, 0.01, 64)  # 10 s of work: the last starts 3 s late
+    loads = [sum(weight(u) for u in share) for _, share in later]
+    assert [s for s, _ in later] == [0, 1.0, 2.0, 3.0] and loads == sorted(loads, reverse=True) and loads[0] > loads[-1]
+    assert sorted(u.name for _, share in later for u in share) == [u.name for u in users]  # everyone, once
+
+
+def test_runs_beyond_the_cpus_get_one_go_thread_each():
+    from anemoned.sync_shares import go_threads
+    assert go_threads(16, 2) == {"GOMAXPROCS": "1"}  # a link's 16 runs on a 2-CPU NAS
+    assert go_threads(4, 2) == {"GOMAXPROCS": "1"}
+    assert go_threads(4, 16) == {}  # CPUs enough: Go's own choice
+    assert go_threads(2, 2) == {}
+    assert go_threads(1, 1) == {}  # a single run keeps every CPU (W2's one large file)
+
+
 def test_runs_start_in_waves_of_at_most_ten_handshakes():
     from anemoned.sync_shares import start_times
     assert start_times([5000, 5000, 5000, 5000], 10, 0.5) == [0, 0.5, 1.0, 1.5]  # full syncs: 10 each
