@@ -93,12 +93,6 @@ def sync_args(remote_path: str, filter_file: Path | None, dry_run: bool, *, max_
         # Retry a flaky moment, but give up soon when the server is gone:
         # the schedule retries later (minutes, not a stuck job).
         "--retries", "2", "--low-level-retries", "3",
-        # No read-ahead buffer: rclone would copy every byte of a file over
-        # 1 MiB once more into it, in a goroutine of its own, while the
-        # reader's SFTP client already keeps requests in flight. W2 (1 GiB),
-        # six rounds each side by side: 1.16x of ssh cat with rclone's
-        # 16 MiB default, 1.12x without.
-        "--buffer-size", "0",
         # Smallest files first for six transfers in eight, largest first for
         # the rest, instead of directory by directory. rclone's sftp backend
         # checks a file's parent directory (one round trip) under a lock of
