@@ -256,7 +256,11 @@ class _Pipe:
             return
         self.done = True
         if self.dest is not None and not self.dest.is_closing() and self.dest.can_write_eof():
-            self.dest.write_eof()  # half-close: the other direction may still talk
+            try:
+                self.dest.write_eof()  # half-close: the other direction may still talk
+            except OSError:  # the peer is gone (reset, ENOTCONN): nothing more to talk
+                self.pair.abort()
+                return
         self.pair.maybe_close()
 
 
