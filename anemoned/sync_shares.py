@@ -1,7 +1,8 @@
 """How a sync's work is shared between rclone runs that go on at once:
-the users split into shares, the delete guard's budget split between
-them, when each starts, the directories they share made first, and their
-progress added up (sync.py)."""
+the users split into shares (fewer files for those that start later, on
+a link), the delete guard's budget split between them, when each starts,
+the Go threads each gets, the directories they share made first, and
+their progress added up (sync.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -82,6 +83,28 @@ def split_users(users: list[LocalUser], parts: int, weight: Callable[[LocalUser]
     return [sorted(share, key=lambda u: u.name) for share in shares]
 
 
+#: OpenSSH's default MaxStartups start: SSH handshakes in flight at once
+#: that no server with default settings refuses.
+HANDSHAKES_AT_ONCE = 10
+
+
+def start_times(weights: list[int], run_connections: int, stagger_s: float) -> list[float]:
+    """When each share's run starts (seconds from now): in waves whose
+    connections (each run's at most run_connections, fewer for a share
+    with fewer files to send: about one per file, plus one to list) stay
+    within HANDSHAKES_AT_ONCE, stagger_s apart, so that one wave's
+    handshakes are over before the next wave's begin."""
+    starts: list[float] = []
+    wave, at = 0, 0.0
+    for w in weights:
+        wanted = max(1, min(run_connections, w + 1))
+        if starts and wave + wanted > HANDSHAKES_AT_ONCE:
+            at, wave = at + stagger_s, 0
+        starts.append(round(at, 3))
+        wave += wanted
+    return starts
+
+
 #: SFTP requests rclone makes, one after another, for each new file of a
 #: full sync (the parent's stat, open, write, close, set its time, stat;
 #: the rename's parent stat, rename, stat): with a timed round trip, a
@@ -116,28 +139,6 @@ def plan_shares(users: list[LocalUser], parts: int, weight: Callable[[LocalUser]
         shares = split_users(users, len(work), weight, work)
         starts = starts[:len(work)]
     return [(start, share) for start, share in zip(starts, shares) if share]
-
-
-#: OpenSSH's default MaxStartups start: SSH handshakes in flight at once
-#: that no server with default settings refuses.
-HANDSHAKES_AT_ONCE = 10
-
-
-def start_times(weights: list[int], run_connections: int, stagger_s: float) -> list[float]:
-    """When each share's run starts (seconds from now): in waves whose
-    connections (each run's at most run_connections, fewer for a share
-    with fewer files to send: about one per file, plus one to list) stay
-    within HANDSHAKES_AT_ONCE, stagger_s apart, so that one wave's
-    handshakes are over before the next wave's begin."""
-    starts: list[float] = []
-    wave, at = 0, 0.0
-    for w in weights:
-        wanted = max(1, min(run_connections, w + 1))
-        if starts and wave + wanted > HANDSHAKES_AT_ONCE:
-            at, wave = at + stagger_s, 0
-        starts.append(round(at, 3))
-        wave += wanted
-    return starts
 
 
 def go_threads(runs_at_once: int, cpus: int) -> dict[str, str]:
