@@ -176,7 +176,8 @@ class Engine:
                     group.create_task(share(i, start, batch))
         except ExceptionGroup as errors:  # the job fails as it would with one run
             raise errors.exceptions[0] from None
-        self.run_env = {}
+        finally:
+            self.run_env = {}
         self.budget = Budget(None if self.budget.left is None else sum(b.left or 0 for b in budgets))
         if again[0] or again[1]:
             self.log.note("sync run again with the rest of the delete guard's budget",

@@ -136,8 +136,10 @@ def plan_shares(users: list[LocalUser], parts: int, weight: Callable[[LocalUser]
     if seconds_per_file > 0 and len(shares) > 1:
         total = sum(weight(u) for u in users)
         work = finish_together(starts, total * seconds_per_file, least_files * seconds_per_file)
-        shares = split_users(users, len(work), weight, work)
-        starts = starts[:len(work)]
+        shares = [s for s in split_users(users, len(work), weight, work) if s]
+        # The waves again, for these shares: one grown past its wave's room
+        # would put more than HANDSHAKES_AT_ONCE in flight.
+        starts = start_times([sum(weight(u) for u in share) for share in shares], run_connections, stagger_s)
     return [(start, share) for start, share in zip(starts, shares) if share]
 
 

@@ -185,6 +185,17 @@ def test_on_a_link_later_shares_get_fewer_files():
     assert sorted(u.name for _, share in later for u in share) == [u.name for u in users]  # everyone, once
 
 
+def test_shares_that_grow_in_the_second_split_still_start_within_the_handshake_limit():
+    from anemoned.sync_shares import HANDSHAKES_AT_ONCE, plan_shares
+    files = {"u0": 5, "u1": 200, "u2": 3, "u3": 1}
+    users = [LocalUser(n, Path(f"/u/{n}/backup"), None) for n in files]
+    plan = plan_shares(users, 4, lambda u: files[u.name], 10, 0.6, 0.01, 1)
+    waves: dict[float, int] = {}
+    for start, share in plan:
+        waves[start] = waves.get(start, 0) + min(10, sum(files[u.name] for u in share) + 1)
+    assert max(waves.values()) <= HANDSHAKES_AT_ONCE, plan
+
+
 def test_runs_beyond_the_cpus_get_one_go_thread_each():
     from anemoned.sync_shares import go_threads
     assert go_threads(16, 2) == {"GOMAXPROCS": "1"}  # a link's 16 runs on a 2-CPU NAS
