@@ -83,6 +83,7 @@ class LinkSim:
         self._server: asyncio.base_events.Server | None = None
         self._running = True  # False: paused (read in the simulator's loop)
         self._pairs: set[_Pair] = set()
+        self._connecting: set[asyncio.Future[None]] = set()  # connections to the target under way
 
     # -- control, from any thread ------------------------------------------
 
@@ -165,6 +166,9 @@ class LinkSim:
     async def _close(self) -> None:
         assert self._server is not None
         self._server.close()
+        for task in list(self._connecting):
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
         for pair in list(self._pairs):
             pair.abort()
         await self._server.wait_closed()
@@ -205,6 +209,8 @@ class _Pipe:
         self.reading_paused = False
 
     def feed(self, data: bytes) -> None:
+        if self.done:  # its destination went away: what still arrives goes nowhere
+            return
         now = self.loop.time()  # time.monotonic(), the clock Direction uses
         for i in range(0, len(data), CHUNK):
             piece = data[i:i + CHUNK]
@@ -302,7 +308,9 @@ class _ClientSide(asyncio.Protocol):
         transport.pause_reading()  # until the target answers
         self.pair.client = self.pair.up.source = self.pair.down.dest = transport
         self.sim._opened(self.pair)
-        asyncio.ensure_future(self._connect())
+        connecting = asyncio.ensure_future(self._connect())
+        self.sim._connecting.add(connecting)
+        connecting.add_done_callback(self.sim._connecting.discard)
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
