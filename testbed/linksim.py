@@ -298,10 +298,39 @@ class _Pair:
             self.sim._closed(self)
 
 
-class _ClientSide(asyncio.Protocol):
+class _Side(asyncio.Protocol):
+    """One end of a proxied pair: what it sends goes into `incoming`, and
+    `outgoing` delivers to it."""
+
+    def __init__(self, pair: _Pair, incoming: _Pipe, outgoing: _Pipe) -> None:
+        self.pair, self.incoming, self.outgoing = pair, incoming, outgoing
+
+    def data_received(self, data: bytes) -> None:
+        self.incoming.feed(data)
+
+    def eof_received(self) -> bool:
+        self.incoming.end()
+        return True  # half-close: it may still be written to
+
+    def pause_writing(self) -> None:
+        self.outgoing.writable = False
+
+    def resume_writing(self) -> None:
+        self.outgoing.writable = True
+        self.outgoing.arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.incoming.end()
+        self.outgoing.abandon()
+
+
+class _ClientSide(_Side):
+    """An accepted connection; it connects to the target for its pair."""
+
     def __init__(self, sim: LinkSim) -> None:
+        pair = _Pair(sim)
+        super().__init__(pair, pair.up, pair.down)
         self.sim = sim
-        self.pair = _Pair(sim)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -322,28 +351,12 @@ class _ClientSide(asyncio.Protocol):
         if self.pair.client is not None and not self.pair.client.is_closing():
             self.pair.client.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
-        self.pair.up.feed(data)
 
-    def eof_received(self) -> bool:
-        self.pair.up.end()
-        return True
+class _TargetSide(_Side):
+    """The proxy's connection to the target."""
 
-    def pause_writing(self) -> None:
-        self.pair.down.writable = False
-
-    def resume_writing(self) -> None:
-        self.pair.down.writable = True
-        self.pair.down.arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pair.up.end()
-        self.pair.down.abandon()
-
-
-class _TargetSide(asyncio.Protocol):
     def __init__(self, pair: _Pair) -> None:
-        self.pair = pair
+        super().__init__(pair, pair.down, pair.up)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -352,21 +365,3 @@ class _TargetSide(asyncio.Protocol):
             return
         self.pair.target = self.pair.down.source = self.pair.up.dest = transport
         self.pair.up.arm()
-
-    def data_received(self, data: bytes) -> None:
-        self.pair.down.feed(data)
-
-    def eof_received(self) -> bool:
-        self.pair.down.end()
-        return True
-
-    def pause_writing(self) -> None:
-        self.pair.up.writable = False
-
-    def resume_writing(self) -> None:
-        self.pair.up.writable = True
-        self.pair.up.arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pair.down.end()
-        self.pair.up.abandon()
