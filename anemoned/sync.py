@@ -353,7 +353,7 @@ class Engine:
             if retry:
                 self.log.note("sync run again for the users not yet done", users=",".join(sorted(synced)))
             task = asyncio.ensure_future(rclone.run(self.binary, args, env, on_record=self._recorder(collector),
-                                                    keep_records=False))
+                                                    keep_records=False, settle_early=True))
             stalled, silent = await watch(task, collector, self.settings.stall_timeout_s, self.probe)
             if silent is not None:
                 self.log.note("stopped: the server stopped answering", error=silent)

@@ -25,7 +25,7 @@ from .failures import (AUTH_FAILED, DISK_FULL, HOST_KEY_MISMATCH, HOST_KEY_UNKNO
                        SESSION_REFUSED, TIMEOUT, UNKNOWN, UNREACHABLE, FailureClass, classify, error_messages,
                        failure_message, messages_of)
 from .runner import (DIE_WITH_PARENT, REDACTED, SECRET_OPTIONS, RcloneResult, obscure, parse_log_line, redact, run,
-                     secret_values, stop)
+                     secret_values, settles_clean, stop)
 
 __all__ = [
     "DEST_REMOTE", "OPENSSH_UPLOAD_CHUNK", "QUICK_IDLE_TIMEOUT_S", "SRC_REMOTE", "SftpAccess", "base_env", "dest_path",
@@ -34,5 +34,5 @@ __all__ = [
     "SESSION_REFUSED", "TIMEOUT", "UNKNOWN", "UNREACHABLE", "FailureClass", "classify", "error_messages",
     "failure_message", "messages_of",
     "DIE_WITH_PARENT", "REDACTED", "SECRET_OPTIONS", "RcloneResult", "obscure", "parse_log_line", "redact", "run",
-    "secret_values", "stop",
+    "secret_values", "settles_clean", "stop",
 ]

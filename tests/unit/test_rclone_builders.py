@@ -133,3 +133,22 @@ def test_secrets_in_the_environment_are_redacted_from_what_rclone_says():
     assert "OBSCURED-abc" not in record["msg"] and "PEM-----" not in record["msg"]
     assert record["msg"].count("[redacted]") == 2
     assert rclone.redact(b"user=u sftp", secrets) == b"user=u sftp"  # only secrets
+
+
+def _mark(**kw):
+    return {"level": "debug", "msg": "12 go routines active\n", "source": "cmd/cmd.go:298", **kw}
+
+
+def test_a_run_settles_early_only_on_rclones_own_mark_after_a_clean_report():
+    clean = {"errors": 0, "fatalError": False, "transfers": 3}
+    assert rclone.settles_clean(_mark(), clean)
+    # The last report counted an error (or none was written): the exit
+    # status is rclone's to tell.
+    assert not rclone.settles_clean(_mark(), {**clean, "errors": 1})
+    assert not rclone.settles_clean(_mark(), {**clean, "fatalError": True})
+    assert not rclone.settles_clean(_mark(), None)
+    # The same words elsewhere (a file's name in a message of the copy,
+    # another level) are not the mark.
+    assert not rclone.settles_clean(_mark(source="operations/copy.go:382"), clean)
+    assert not rclone.settles_clean(_mark(level="info"), clean)
+    assert not rclone.settles_clean(_mark(msg="x/12 go routines active\n"), clean)

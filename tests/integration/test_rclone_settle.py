@@ -1,0 +1,72 @@
+"""A sync run is over when rclone says so: the real rclone, uploading to a
+real sshd through testbed/linksim.py, is not waited for while it closes its
+SFTP connections (one round trip each) once its last report counted no
+error; a run whose report counted one keeps rclone's own exit status."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from anemoned import rclone
+from testbed.files import snapshot, write
+from testbed.linksim import LinkSim
+from testbed.sshd import SshServer
+
+#: Bounds a run that hangs (a failure), not how fast one goes.
+HANG_S = 40
+
+
+def upload(sshd: SshServer, link: LinkSim, key: Path, source: Path, remote: Path, on_record) -> rclone.RcloneResult:
+    known = key.parent / "known_hosts"
+    host_key = " ".join(sshd.host_key.with_suffix(".pub").read_text().split()[:2])
+    known.write_text(f"[{sshd.host}]:{link.port} {host_key}\n")
+    access = rclone.SftpAccess(sshd.host, link.port, sshd.user, known, None, key_file=key)
+    env = {**rclone.base_env(key.parent), **rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(access))}
+    args = ["copy", str(source), rclone.dest_path(str(remote)), *rclone.global_args("DEBUG"),
+            "--stats", "1s", "--stats-log-level", "NOTICE", "--transfers", "4", "--retries", "1"]
+    binary = str(Path(sys.executable).parent / "rclone")
+    return asyncio.run(asyncio.wait_for(rclone.run(binary, args, env, on_record=on_record, settle_early=True), HANG_S))
+
+
+def client_key(sshd: SshServer, tmp_path: Path) -> Path:
+    key = tmp_path / "client" / "key"
+    key.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    sshd.authorize(key.with_suffix(".pub").read_text())
+    return key
+
+
+def test_a_clean_run_is_done_at_its_last_report_not_after_closing_its_connections(sshd: SshServer, tmp_path: Path):
+    key = client_key(sshd, tmp_path)
+    source = tmp_path / "src"
+    for i in range(6):
+        write(source / f"d{i % 2}/f{i}.txt", f"file {i}\n" * 100)
+    remote = sshd.remote_dir("dest")
+    with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
+        def silence_at_the_mark(record):
+            # From rclone's shutdown mark on, the link carries nothing: a
+            # run waited for until rclone has closed its connections would
+            # hang here (each close waits for the server's answer).
+            if "go routines active" in str(record.get("msg")):
+                link.pause()
+        result = upload(sshd, link, key, source, remote, silence_at_the_mark)
+        link.resume()
+    assert result.returncode == 0
+    assert snapshot(remote) == snapshot(source)
+
+
+def test_a_run_whose_report_counts_an_error_keeps_rclones_exit_status(sshd: SshServer, tmp_path: Path):
+    key = client_key(sshd, tmp_path)
+    source = tmp_path / "src"
+    write(source / "open/a.txt", "a\n")
+    write(source / "locked/b.txt", "b\n")
+    remote = sshd.remote_dir("dest")
+    (remote / "locked").mkdir()  # root's: the login user cannot write there
+    with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
+        records: list[dict] = []
+        result = upload(sshd, link, key, source, remote, records.append)
+    assert result.returncode not in (0, -1)
+    assert any("go routines active" in str(r.get("msg")) for r in records)
+    assert (remote / "open/a.txt").read_text() == "a\n" and not (remote / "locked/b.txt").exists()
