@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from .settle import Settlement
 
 _SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin")
 #: argv prefix that makes the kernel SIGKILL the child when the daemon dies.
@@ -31,12 +32,6 @@ DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 #: `rclone reveal` undoes it).
 SECRET_OPTIONS = ("PASS", "KEY_PEM", "KEY_FILE_PASS")
 REDACTED = b"[redacted]"
-
-#: What rclone says once its command is over, its last report written, and
-#: before it shuts its backends down (cmd/cmd.go): from here on it only
-#: closes connections, which for SFTP is one round trip each, one after
-#: another (14 connections: 0.8 s at 50 ms).
-_SHUTDOWN_MARK = re.compile(r"\d+ go routines active\n?\Z")
 
 
 def secret_values(env: dict[str, str]) -> list[bytes]:
@@ -60,26 +55,19 @@ def redact(line: bytes, secrets: list[bytes]) -> bytes:
 def parse_log_line(line: bytes) -> dict[str, Any]:
     """One line of rclone's --use-json-log output as a record; a line that
     is not JSON (a Go panic, say) becomes an error record."""
+    return _parse(line)[0]
+
+
+def _parse(line: bytes) -> tuple[dict[str, Any], bool]:
+    """The record, and whether it was one of rclone's JSON records."""
     text = line.decode("utf-8", errors="replace").rstrip("\n")
     try:
         record = json.loads(text)
         if isinstance(record, dict):
-            return record
+            return record, True
     except ValueError:
         pass
-    return {"level": "error", "msg": text}
-
-
-
-def settles_clean(record: dict[str, Any], last_stats: dict[str, Any] | None) -> bool:
-    """Whether record is rclone's shutdown mark (logged at DEBUG by its
-    command runner, so no file name can forge its source) after a last
-    report that counted no error. Its exit status can then only be 0:
-    rclone counts the command's own error into that report before writing
-    it, and decides the status from it."""
-    return (record.get("level") == "debug" and str(record.get("source", "")).startswith("cmd/cmd.go:")
-            and _SHUTDOWN_MARK.match(str(record.get("msg", ""))) is not None
-            and last_stats is not None and last_stats.get("errors") == 0 and last_stats.get("fatalError") is False)
+    return {"level": "error", "msg": text}, False
 
 
 @dataclass
@@ -113,8 +101,9 @@ async def run(
     (a large sync would otherwise hold every line in memory).
 
     With settle_early (a run at DEBUG level), a run whose outcome is known
-    to be success (settles_clean) is killed instead of waited for while it
-    closes its connections, and reported with status 0.
+    to be success (settle.py) is killed instead of waited for while it
+    closes its connections, and reported with status 0 (if the kill is
+    what ended it: one that had exited keeps its own status).
     """
     proc = await asyncio.create_subprocess_exec(
         *DIE_WITH_PARENT, binary, *args,
@@ -126,28 +115,28 @@ async def run(
     )
     records: list[dict[str, Any]] = []
     secrets = secret_values(env)
-    last_stats: dict[str, Any] | None = None
-    settled = False
+    settlement = Settlement(args) if settle_early else None
+    killed = False
 
     async def read_stderr() -> None:
-        nonlocal last_stats, settled
+        nonlocal killed
         assert proc.stderr is not None
         while True:
             try:
                 line = await proc.stderr.readline()
             except ValueError:  # a line over the limit: skip what is buffered
+                if settlement is not None:
+                    settlement.unreadable()
                 continue
             if not line:
                 return
-            record = parse_log_line(redact(line, secrets))
+            record, parsed = _parse(redact(line, secrets))
             if keep_records:
                 records.append(record)
             if on_record is not None:
                 on_record(record)
-            if isinstance(record.get("stats"), dict):
-                last_stats = record["stats"]
-            if settle_early and not settled and settles_clean(record, last_stats):
-                settled = True
+            if settlement is not None and settlement.feed(record, parsed) and proc.returncode is None:
+                killed = True
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -173,7 +162,9 @@ async def run(
     except BaseException:
         await stop(proc)
         raise
-    returncode = 0 if settled else proc.returncode if proc.returncode is not None else -1
+    returncode = proc.returncode if proc.returncode is not None else -1
+    if killed and returncode == -signal.SIGKILL:
+        returncode = 0
     return RcloneResult(returncode, records, stdout)
 
 

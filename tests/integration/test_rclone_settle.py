@@ -1,7 +1,8 @@
 """A sync run is over when rclone says so: the real rclone, uploading to a
 real sshd through testbed/linksim.py, is not waited for while it closes its
 SFTP connections (one round trip each) once its last report counted no
-error; a run whose report counted one keeps rclone's own exit status."""
+error; a run whose report counted one keeps rclone's own exit status, also
+when a hostile server makes that report too long to read."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from anemoned import rclone
 from testbed.files import snapshot, write
+from testbed.hostile_sftp import subsystem_command
 from testbed.linksim import LinkSim
 from testbed.sshd import SshServer
 
@@ -18,14 +20,17 @@ from testbed.sshd import SshServer
 HANG_S = 40
 
 
-def upload(sshd: SshServer, link: LinkSim, key: Path, source: Path, remote: Path, on_record) -> rclone.RcloneResult:
+def upload(sshd: SshServer, port: int, key: Path, source: Path, remote: Path, on_record,
+           stats: str = "1s") -> rclone.RcloneResult:
+    """The real rclone's copy as a sync's runs are made: DEBUG, JSON log,
+    settled early."""
     known = key.parent / "known_hosts"
     host_key = " ".join(sshd.host_key.with_suffix(".pub").read_text().split()[:2])
-    known.write_text(f"[{sshd.host}]:{link.port} {host_key}\n")
-    access = rclone.SftpAccess(sshd.host, link.port, sshd.user, known, None, key_file=key)
+    known.write_text(f"[{sshd.host}]:{port} {host_key}\n")
+    access = rclone.SftpAccess(sshd.host, port, sshd.user, known, None, key_file=key)
     env = {**rclone.base_env(key.parent), **rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(access))}
     args = ["copy", str(source), rclone.dest_path(str(remote)), *rclone.global_args("DEBUG"),
-            "--stats", "1s", "--stats-log-level", "NOTICE", "--transfers", "4", "--retries", "1"]
+            "--stats", stats, "--stats-log-level", "NOTICE", "--transfers", "4", "--retries", "1"]
     binary = str(Path(sys.executable).parent / "rclone")
     return asyncio.run(asyncio.wait_for(rclone.run(binary, args, env, on_record=on_record, settle_early=True), HANG_S))
 
@@ -51,10 +56,15 @@ def test_a_clean_run_is_done_at_its_last_report_not_after_closing_its_connection
             # hang here (each close waits for the server's answer).
             if "go routines active" in str(record.get("msg")):
                 link.pause()
-        result = upload(sshd, link, key, source, remote, silence_at_the_mark)
+        result = upload(sshd, link.port, key, source, remote, silence_at_the_mark)
         link.resume()
     assert result.returncode == 0
     assert snapshot(remote) == snapshot(source)
+
+
+def reports(records: list[dict]) -> list[int]:
+    """The errors each of rclone's reports counted, in order."""
+    return [r["stats"]["errors"] for r in records if isinstance(r.get("stats"), dict)]
 
 
 def test_a_run_whose_report_counts_an_error_keeps_rclones_exit_status(sshd: SshServer, tmp_path: Path):
@@ -66,7 +76,36 @@ def test_a_run_whose_report_counts_an_error_keeps_rclones_exit_status(sshd: SshS
     (remote / "locked").mkdir()  # root's: the login user cannot write there
     with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
         records: list[dict] = []
-        result = upload(sshd, link, key, source, remote, records.append)
+        result = upload(sshd, link.port, key, source, remote, records.append, stats="100ms")
     assert result.returncode not in (0, -1)
+    # Clean reports came first, and the mark after the last (failing) one.
+    assert reports(records)[0] == 0 and reports(records)[-1] > 0
     assert any("go routines active" in str(r.get("msg")) for r in records)
     assert (remote / "open/a.txt").read_text() == "a\n" and not (remote / "locked/b.txt").exists()
+
+
+class HostileSshServer(SshServer):
+    """A real sshd whose sftp subsystem is testbed/hostile_sftp.py."""
+
+    def write_config(self, password_auth: bool = True) -> None:
+        super().write_config(password_auth)
+        self.config.write_text(self.config.read_text().replace("Subsystem sftp internal-sftp",
+                                                                f"Subsystem sftp {subsystem_command()}"))
+
+
+def test_a_report_too_long_to_read_is_not_taken_for_a_clean_one(tmp_path: Path):
+    """The server refuses the upload with a huge message: rclone's reports
+    after it are too long for the runner to read, and the last one it can
+    read is clean. rclone exits 1, and so must the run (it said 0)."""
+    server = HostileSshServer(tmp_path / "sshd")
+    server.start()
+    try:
+        key = client_key(server, tmp_path)
+        write(tmp_path / "src/alice/thesis.txt", "the only copy\n")
+        records: list[dict] = []
+        result = upload(server, server.port, key, tmp_path / "src", Path("/dest"), records.append)
+    finally:
+        server.cleanup()
+    assert reports(records) and set(reports(records)) == {0}  # the failing reports were not read
+    assert not any(str(r.get("msg")).startswith("Copied") for r in records)
+    assert result.returncode not in (0, -1)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from anemoned import rclone
+from anemoned.rclone.settle import Settlement
 from anemoned.hostkeys import HostKey, known_hosts_name, parse_banner, parse_keyscan, render_known_hosts
 
 
@@ -139,16 +140,43 @@ def _mark(**kw):
     return {"level": "debug", "msg": "12 go routines active\n", "source": "cmd/cmd.go:298", **kw}
 
 
-def test_a_run_settles_early_only_on_rclones_own_mark_after_a_clean_report():
-    clean = {"errors": 0, "fatalError": False, "transfers": 3}
-    assert rclone.settles_clean(_mark(), clean)
-    # The last report counted an error (or none was written): the exit
-    # status is rclone's to tell.
-    assert not rclone.settles_clean(_mark(), {**clean, "errors": 1})
-    assert not rclone.settles_clean(_mark(), {**clean, "fatalError": True})
+def _report(**stats):
+    return {"level": "notice", "msg": "...", "stats": {"errors": 0, "fatalError": False, "transfers": 3, **stats}}
+
+
+def test_a_run_settles_early_only_on_rclones_own_mark_right_after_a_clean_report():
+    assert rclone.settles_clean(_mark(), _report())
+    # The last report counted an error, or the mark does not follow a
+    # report: the exit status is rclone's to tell.
+    assert not rclone.settles_clean(_mark(), _report(errors=1))
+    assert not rclone.settles_clean(_mark(), _report(fatalError=True))
+    assert not rclone.settles_clean(_mark(), {"level": "error", "msg": "Failed to copy: x"})
     assert not rclone.settles_clean(_mark(), None)
     # The same words elsewhere (a file's name in a message of the copy,
     # another level) are not the mark.
-    assert not rclone.settles_clean(_mark(source="operations/copy.go:382"), clean)
-    assert not rclone.settles_clean(_mark(level="info"), clean)
-    assert not rclone.settles_clean(_mark(msg="x/12 go routines active\n"), clean)
+    assert not rclone.settles_clean(_mark(source="operations/copy.go:382"), _report())
+    assert not rclone.settles_clean(_mark(level="info"), _report())
+    assert not rclone.settles_clean(_mark(msg="x/12 go routines active\n"), _report())
+
+
+def test_a_run_never_settles_early_when_a_line_it_could_not_read_came_after_the_report():
+    def settles(*steps, args=()):
+        s = Settlement(list(args))
+        for step in steps:
+            if step == "lost":
+                s.unreadable()
+            else:
+                record, parsed = step
+                if s.feed(record, parsed):
+                    return True
+        return False
+    clean = [(_report(), True), (_mark(), True)]
+    assert settles(*clean)
+    # rclone's plain lines before its JSON logging starts are no report.
+    assert settles(({"level": "error", "msg": "DEBUG : Setting --cache-dir"}, False), "lost", *clean)
+    # A clean periodic report, then the final one lost (longer than the
+    # line limit: a server's huge error message it quotes) or garbled.
+    assert not settles((_report(), True), "lost", *clean[1:])
+    assert not settles((_report(), True), ({"level": "error", "msg": "garbage"}, False), *clean[1:])
+    # A clean report does not mean status 0 when no transfer is an error.
+    assert not settles(*clean, args=["copy", "--error-on-no-transfer"])
