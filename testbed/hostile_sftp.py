@@ -1,10 +1,11 @@
 """A hostile SFTP server, run by a real sshd as its sftp subsystem
-(HostileSftpServer): it answers like an empty, writable server, but
-refuses every upload after HOLD_S with a status message of MESSAGE_BYTES
-control characters. rclone quotes the message, escaped to five bytes a
-character, in its error and in every report after it: lines of over
-1 MiB, longer than the daemon reads. Only the standard library: sshd runs
-it as the login user with the system's python3.
+(subsystem_command; tests/integration/test_rclone_settle.py): it answers
+like an empty, writable server, but refuses every upload after HOLD_S
+with a status message of MESSAGE_BYTES control characters. rclone quotes
+the message, escaped to five bytes a character, in its error and in every
+report after it: lines of over 1 MiB, longer than the daemon reads
+(rclone.LINE_LIMIT). Only the standard library: sshd runs it as the login
+user with the system's python3.
 """
 from __future__ import annotations
 
@@ -86,10 +87,11 @@ def main() -> None:
     serve(sys.stdin.buffer.read, write)
 
 
-if __name__ == "__main__":
-    main()
-
 
 def subsystem_command() -> str:
     """The sshd_config Subsystem command that runs this server."""
     return f"/usr/bin/python3 {Path(__file__).resolve()}"
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,8 @@ Safety rules, for every feature:
 The package: argv.py (pure builders of backend options, environments,
 flags and remote paths), runner.py (run(), RcloneResult, log parsing and
 redaction), settle.py (when a run's outcome is known before rclone
-exits), failures.py (FailureClass and the messages a failed run records). Everything is re-exported here, so callers write `rclone.X`.
+exits), failures.py (FailureClass and the messages a failed run
+records). Everything is re-exported here, so callers write `rclone.X`.
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from .argv import (DEST_REMOTE, OPENSSH_UPLOAD_CHUNK, QUICK_IDLE_TIMEOUT_S, SRC_
 from .failures import (AUTH_FAILED, DISK_FULL, HOST_KEY_MISMATCH, HOST_KEY_UNKNOWN, PATH_MISSING, PATH_NOT_WRITABLE,
                        SESSION_REFUSED, TIMEOUT, UNKNOWN, UNREACHABLE, FailureClass, classify, error_messages,
                        failure_message, messages_of)
-from .runner import (DIE_WITH_PARENT, REDACTED, SECRET_OPTIONS, RcloneResult, obscure, parse_log_line, redact, run,
+from .runner import (DIE_WITH_PARENT, LINE_LIMIT, REDACTED, SECRET_OPTIONS, RcloneResult, obscure, parse_log_line, redact, run,
                      secret_values, stop)
-from .settle import settles_clean
+from .settle import Settlement, settles_clean
 
 __all__ = [
     "DEST_REMOTE", "OPENSSH_UPLOAD_CHUNK", "QUICK_IDLE_TIMEOUT_S", "SRC_REMOTE", "SftpAccess", "base_env", "dest_path",
@@ -34,6 +35,6 @@ __all__ = [
     "AUTH_FAILED", "DISK_FULL", "HOST_KEY_MISMATCH", "HOST_KEY_UNKNOWN", "PATH_MISSING", "PATH_NOT_WRITABLE",
     "SESSION_REFUSED", "TIMEOUT", "UNKNOWN", "UNREACHABLE", "FailureClass", "classify", "error_messages",
     "failure_message", "messages_of",
-    "DIE_WITH_PARENT", "REDACTED", "SECRET_OPTIONS", "RcloneResult", "obscure", "parse_log_line", "redact", "run",
-    "secret_values", "settles_clean", "stop",
+    "DIE_WITH_PARENT", "LINE_LIMIT", "REDACTED", "SECRET_OPTIONS", "RcloneResult", "obscure", "parse_log_line", "redact", "run",
+    "secret_values", "Settlement", "settles_clean", "stop",
 ]

@@ -32,6 +32,8 @@ DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 #: `rclone reveal` undoes it).
 SECRET_OPTIONS = ("PASS", "KEY_PEM", "KEY_FILE_PASS")
 REDACTED = b"[redacted]"
+#: The longest line of rclone's log read (bytes); a longer one is skipped.
+LINE_LIMIT = 1024 * 1024
 
 
 def secret_values(env: dict[str, str]) -> list[bytes]:
@@ -59,7 +61,9 @@ def parse_log_line(line: bytes) -> dict[str, Any]:
 
 
 def _parse(line: bytes) -> tuple[dict[str, Any], bool]:
-    """The record, and whether it was one of rclone's JSON records."""
+    """The record, and whether the line was a JSON object (rclone's own
+    records are; a panic, or its plain lines before JSON logging starts,
+    are not)."""
     text = line.decode("utf-8", errors="replace").rstrip("\n")
     try:
         record = json.loads(text)
@@ -111,15 +115,15 @@ async def run(
         stdout=asyncio.subprocess.PIPE if capture_stdout else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env=env, start_new_session=True,
-        limit=1024 * 1024,
+        limit=LINE_LIMIT,
     )
     records: list[dict[str, Any]] = []
     secrets = secret_values(env)
     settlement = Settlement(args) if settle_early else None
-    killed = False
+    killed_at_mark = False
 
     async def read_stderr() -> None:
-        nonlocal killed
+        nonlocal killed_at_mark
         assert proc.stderr is not None
         while True:
             try:
@@ -136,7 +140,7 @@ async def run(
             if on_record is not None:
                 on_record(record)
             if settlement is not None and settlement.feed(record, parsed) and proc.returncode is None:
-                killed = True
+                killed_at_mark = True
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -163,7 +167,7 @@ async def run(
         await stop(proc)
         raise
     returncode = proc.returncode if proc.returncode is not None else -1
-    if killed and returncode == -signal.SIGKILL:
+    if killed_at_mark and returncode == -signal.SIGKILL:
         returncode = 0
     return RcloneResult(returncode, records, stdout)
 

@@ -74,7 +74,8 @@ def test_a_run_whose_report_counts_an_error_keeps_rclones_exit_status(sshd: SshS
     write(source / "locked/b.txt", "b\n")
     remote = sshd.remote_dir("dest")
     (remote / "locked").mkdir()  # root's: the login user cannot write there
-    with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
+    # 30 ms each way: the handshake alone outlasts the first 100 ms report.
+    with LinkSim(sshd.host, sshd.port, delay_s=0.03) as link:
         records: list[dict] = []
         result = upload(sshd, link.port, key, source, remote, records.append, stats="100ms")
     assert result.returncode not in (0, -1)
@@ -89,8 +90,9 @@ class HostileSshServer(SshServer):
 
     def write_config(self, password_auth: bool = True) -> None:
         super().write_config(password_auth)
-        self.config.write_text(self.config.read_text().replace("Subsystem sftp internal-sftp",
-                                                                f"Subsystem sftp {subsystem_command()}"))
+        config = self.config.read_text()
+        assert "Subsystem sftp internal-sftp" in config
+        self.config.write_text(config.replace("Subsystem sftp internal-sftp", f"Subsystem sftp {subsystem_command()}"))
 
 
 def test_a_report_too_long_to_read_is_not_taken_for_a_clean_one(tmp_path: Path):

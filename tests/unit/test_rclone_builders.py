@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from anemoned import rclone
-from anemoned.rclone.settle import Settlement
 from anemoned.hostkeys import HostKey, known_hosts_name, parse_banner, parse_keyscan, render_known_hosts
 
 
@@ -161,7 +160,7 @@ def test_a_run_settles_early_only_on_rclones_own_mark_right_after_a_clean_report
 
 def test_a_run_never_settles_early_when_a_line_it_could_not_read_came_after_the_report():
     def settles(*steps, args=()):
-        s = Settlement(list(args))
+        s = rclone.Settlement(list(args))
         for step in steps:
             if step == "lost":
                 s.unreadable()
@@ -180,3 +179,4 @@ def test_a_run_never_settles_early_when_a_line_it_could_not_read_came_after_the_
     assert not settles((_report(), True), ({"level": "error", "msg": "garbage"}, False), *clean[1:])
     # A clean report does not mean status 0 when no transfer is an error.
     assert not settles(*clean, args=["copy", "--error-on-no-transfer"])
+    assert not settles(*clean, args=["copy", "--error-on-no-transfer=true"])
