@@ -101,6 +101,19 @@ class SshServer:
         with self.authorized_keys.open("a") as f:
             f.write(public_key_line.strip() + "\n")
 
+    def client_key(self, path: Path) -> Path:
+        """A new passphrase-less ed25519 key at path, authorized here."""
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+        self.authorize(path.with_suffix(".pub").read_text())
+        return path
+
+    def known_hosts(self, path: Path, port: int | None = None) -> Path:
+        """A known_hosts file at path that names this server's host key at
+        [host]:port (port: a proxy's in front of it; default its own)."""
+        host_key = " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
+        path.write_text(f"[{self.host}]:{port or self.port} {host_key}\n")
+        return path
+
     def write_config(self, password_auth: bool = True) -> None:
         self.config.write_text(
             f"""Port {self.port}

@@ -152,15 +152,11 @@ def test_a_paused_link_forwards_nothing_until_resumed():
 
 
 def test_rclone_lists_over_sftp_through_the_link(sshd: SshServer, tmp_path: Path):
-    key = tmp_path / "key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    sshd.authorize(key.with_suffix(".pub").read_text())
+    key = sshd.client_key(tmp_path / "key")
     remote = sshd.remote_dir("listed")
     (remote / "inside").mkdir()
     with LinkSim(sshd.host, sshd.port, delay_s=0.02, bytes_per_s=1_000_000) as link:
-        known = tmp_path / "known_hosts"
-        host_key = " ".join(sshd.host_key.with_suffix(".pub").read_text().split()[:2])
-        known.write_text(f"[127.0.0.1]:{link.port} {host_key}\n")
+        known = sshd.known_hosts(tmp_path / "known_hosts", link.port)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
                "RCLONE_CONFIG_DEST_TYPE": "sftp", "RCLONE_CONFIG_DEST_HOST": "127.0.0.1",
                "RCLONE_CONFIG_DEST_PORT": str(link.port), "RCLONE_CONFIG_DEST_USER": sshd.user,

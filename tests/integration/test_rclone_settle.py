@@ -6,14 +6,13 @@ when a hostile server makes that report too long to read."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 from anemoned import rclone
 from testbed.files import snapshot, write
 from testbed.hostile_sftp import subsystem_command
 from testbed.linksim import LinkSim
+from testbed.rclone_sftp import RCLONE
 from testbed.sshd import SshServer
 
 #: Bounds a run that hangs (a failure), not how fast one goes.
@@ -24,23 +23,17 @@ def upload(sshd: SshServer, port: int, key: Path, source: Path, remote: Path, on
            stats: str = "1s") -> rclone.RcloneResult:
     """The real rclone's copy as a sync's runs are made: DEBUG, JSON log,
     settled early."""
-    known = key.parent / "known_hosts"
-    host_key = " ".join(sshd.host_key.with_suffix(".pub").read_text().split()[:2])
-    known.write_text(f"[{sshd.host}]:{port} {host_key}\n")
+    known = sshd.known_hosts(key.parent / "known_hosts", port)
     access = rclone.SftpAccess(sshd.host, port, sshd.user, known, None, key_file=key)
     env = {**rclone.base_env(key.parent), **rclone.option_env(rclone.DEST_REMOTE, rclone.sftp_options(access))}
     args = ["copy", str(source), rclone.dest_path(str(remote)), *rclone.global_args("DEBUG"),
             "--stats", stats, "--stats-log-level", "NOTICE", "--transfers", "4", "--retries", "1"]
-    binary = str(Path(sys.executable).parent / "rclone")
-    return asyncio.run(asyncio.wait_for(rclone.run(binary, args, env, on_record=on_record, settle_early=True), HANG_S))
+    return asyncio.run(asyncio.wait_for(rclone.run(RCLONE, args, env, on_record=on_record, settle_early=True), HANG_S))
 
 
 def client_key(sshd: SshServer, tmp_path: Path) -> Path:
-    key = tmp_path / "client" / "key"
-    key.parent.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    sshd.authorize(key.with_suffix(".pub").read_text())
-    return key
+    (tmp_path / "client").mkdir()
+    return sshd.client_key(tmp_path / "client" / "key")
 
 
 def test_a_clean_run_is_done_at_its_last_report_not_after_closing_its_connections(sshd: SshServer, tmp_path: Path):
