@@ -9,9 +9,14 @@ a running program is silence, not total time (hashing a large tree takes
 long, and prints as it goes): no output for idle_timeout_s and it is
 killed, with asyncio.TimeoutError, costing that user alone.
 
-The Spawner is used from the event loop (output_of) and from attach.py's
-threads alike: requests go out under a lock, and one thread reads the
-answers into concurrent futures, which either side can wait for.
+The Spawner is used from the event loop (output_of, kills) and from
+attach.py's threads alike: requests go out under a lock, and one thread
+reads the answers into concurrent futures, which either side can wait for.
+That thread never takes the sending lock: a sender may be blocked in
+send() holding it (the spawner's queue full) until the spawner reads
+again, and the spawner reads again only once its own answers are read.
+With one lock for both, a few hundred starts and kills at once (W3's
+2,000 users) deadlocked the daemon, event loop and all.
 """
 from __future__ import annotations
 
@@ -58,7 +63,8 @@ class Child:
 class Spawner:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.send_lock = threading.Lock()
+        self.send_lock = threading.Lock()  # one message on the socket at a time
+        self.state_lock = threading.Lock()  # starting, running, gone: never held across I/O
         self.ids = itertools.count(1)
         self.starting: dict[int, concurrent.futures.Future[Child]] = {}
         self.running: dict[int, Child] = {}
@@ -99,12 +105,12 @@ class Spawner:
     def _request(self, request: dict[str, Any], fds: list[int]) -> "concurrent.futures.Future[Child]":
         started: concurrent.futures.Future[Child] = concurrent.futures.Future()
         request_id = next(self.ids)
-        with self.send_lock:  # registered before the answer can arrive
+        with self.state_lock:  # registered before the answer can arrive
             self.starting[request_id] = started
         try:
             self.send({**request, "id": request_id}, fds)
         except BaseException:
-            with self.send_lock:
+            with self.state_lock:
                 self.starting.pop(request_id, None)
             raise
         return started
@@ -115,7 +121,7 @@ class Spawner:
                 self._deliver(json.loads(answer))
         except OSError:
             pass
-        with self.send_lock:
+        with self.state_lock:
             self.gone = True
             pending = list(self.starting.values()), list(self.running.values())
             self.starting.clear()
@@ -129,12 +135,12 @@ class Spawner:
 
     def _deliver(self, answer: dict[str, Any]) -> None:
         if "exited" in answer:
-            with self.send_lock:
+            with self.state_lock:
                 child = self.running.pop(answer["exited"], None)
             if child is not None:
                 child.exited.set_result(int(answer["status"]))
             return
-        with self.send_lock:
+        with self.state_lock:
             started = self.starting.pop(answer.get("id"), None)
             if started is not None and "pid" in answer:
                 child = Child(answer["pid"], self)
