@@ -9,14 +9,17 @@ a running program is silence, not total time (hashing a large tree takes
 long, and prints as it goes): no output for idle_timeout_s and it is
 killed, with asyncio.TimeoutError, costing that user alone.
 
-The Spawner is used from the event loop (output_of, kills) and from
-attach.py's threads alike: requests go out under a lock, and one thread
-reads the answers into concurrent futures, which either side can wait for.
-That thread never takes the sending lock: a sender may be blocked in
-send() holding it (the spawner's queue full) until the spawner reads
-again, and the spawner reads again only once its own answers are read.
-With one lock for both, a few hundred starts and kills at once (W3's
-2,000 users) deadlocked the daemon, event loop and all.
+The Spawner is used from the event loop (output_of, scans, kills) and
+from attach.py's threads alike. Nobody who asks waits on the socket:
+requests go into a queue that one thread writes out (the spawner reads
+only between answers, so a write may wait), and another thread reads the
+answers into concurrent futures, which either side can wait for. That
+reader never writes and never waits for a writer: with one lock over both
+(before), a few hundred starts and kills at once (W3's 2,000 users)
+deadlocked the daemon, event loop included. The futures are marked
+running when made, so a caller that stops waiting (asyncio.wait_for's
+timeout cancels what it wraps) cannot cancel them: the answer still lands,
+and a program that outlived its wait is still killed.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import itertools
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -42,13 +46,21 @@ class SpawnerGone(RuntimeError):
     """The spawner process is no longer there: no user's program can start."""
 
 
+def _answer() -> concurrent.futures.Future[Any]:
+    """A future for an answer that only the answer settles: running, so
+    that cancel() (a waiter's timeout or cancellation) leaves it alone."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
+    return future
+
+
 @dataclass(eq=False)
 class Child:
     """A user's program started by the spawner."""
     pid: int
     spawner: "Spawner"
     #: set to the exit status (subprocess's returncode convention)
-    exited: "concurrent.futures.Future[int]" = field(default_factory=concurrent.futures.Future)
+    exited: "concurrent.futures.Future[int]" = field(default_factory=_answer)
 
     def kill(self) -> None:
         """SIGKILL to the program and its process group, unless it has
@@ -63,13 +75,14 @@ class Child:
 class Spawner:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.send_lock = threading.Lock()  # one message on the socket at a time
         self.state_lock = threading.Lock()  # starting, running, gone: never held across I/O
+        self.outbox: queue.SimpleQueue[tuple[bytes, list[int]] | None] = queue.SimpleQueue()
         self.ids = itertools.count(1)
         self.starting: dict[int, concurrent.futures.Future[Child]] = {}
         self.running: dict[int, Child] = {}
         self.gone = self.closing = False
         threading.Thread(target=self._read_answers, name="spawner", daemon=True).start()
+        threading.Thread(target=self._write_requests, name="spawner-requests", daemon=True).start()
 
     def close(self) -> None:
         """The spawner sees the end of its socket and exits, its children with it."""
@@ -78,13 +91,23 @@ class Spawner:
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread too; close alone would not
         except OSError:
             pass
+        self.outbox.put(None)
         self.sock.close()
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        with self.send_lock:
-            if self.gone:
-                raise SpawnerGone("the spawner process has exited")
-            socket.send_fds(self.sock, [json.dumps(message).encode()], fds or [])
+        """Queued, never waited for: the descriptors are duplicated (the
+        caller keeps and closes its own) and closed once sent."""
+        if self.gone:
+            raise SpawnerGone("the spawner process has exited")
+        copies: list[int] = []
+        try:
+            for fd in fds or []:
+                copies.append(os.dup(fd))
+        except OSError:
+            for fd in copies:
+                os.close(fd)
+            raise
+        self.outbox.put((json.dumps(message).encode(), copies))
 
     def start(self, identity: UserIdentity, argv: list[str], env: dict[str, str], stdin: int, stdout: int,
               stderr: int) -> "concurrent.futures.Future[Child]":
@@ -103,7 +126,7 @@ class Spawner:
             os.close(null)
 
     def _request(self, request: dict[str, Any], fds: list[int]) -> "concurrent.futures.Future[Child]":
-        started: concurrent.futures.Future[Child] = concurrent.futures.Future()
+        started: concurrent.futures.Future[Child] = _answer()
         request_id = next(self.ids)
         with self.state_lock:  # registered before the answer can arrive
             self.starting[request_id] = started
@@ -115,10 +138,28 @@ class Spawner:
             raise
         return started
 
+    def _write_requests(self) -> None:
+        while (request := self.outbox.get()) is not None:
+            message, fds = request
+            try:
+                socket.send_fds(self.sock, [message], fds)
+            except OSError:
+                pass  # the spawner is gone: the reader sees its end and fails what waits
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        while not self.outbox.empty():  # closed: what came after is never sent
+            request = self.outbox.get()
+            for fd in request[1] if request is not None else []:
+                os.close(fd)
+
     def _read_answers(self) -> None:
         try:
             while answer := self.sock.recv(1 << 16):
-                self._deliver(json.loads(answer))
+                try:
+                    self._deliver(json.loads(answer))
+                except (ValueError, KeyError, TypeError, concurrent.futures.InvalidStateError) as err:
+                    event(logging.ERROR, "the spawner's answer could not be delivered", error=repr(err))
         except OSError:
             pass
         with self.state_lock:

@@ -1,6 +1,7 @@
 """The daemon's side of the spawner (userproc.Spawner) under the traffic
 of a large sync: hundreds of users' programs started and killed at once,
 from the event loop and from threads, while their exits stream back."""
+import asyncio
 import os
 import threading
 import time
@@ -11,7 +12,7 @@ from anemoned import spawner, userproc
 from anemoned.identity import account_identity
 from testbed import accounts
 
-THREADS, ROUNDS, BATCH = 48, 2, 20
+THREADS, ROUNDS, BATCH = 48, 1, 20
 
 
 @pytest.fixture
@@ -25,31 +26,37 @@ def client():
 
 def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadlock(client: userproc.Spawner):
     """Each start and kill is a message to the spawner, and each child it
-    kills is an exit message back. A sender must never hold what the
-    thread that reads those answers needs: once that thread waits, the
-    daemon's queue fills, the spawner blocks answering and stops reading,
-    and the sender blocks for ever (W3's 2,000 users hung the daemon, event
-    loop and all, while their readers were started and killed by the
-    hundreds from the attach threads and the event loop)."""
+    kills is an exit message back. The thread that reads those answers
+    must never wait for a sender, nor send itself (half the kills here are
+    sent from it, by callbacks): once it waits, the daemon's queue fills,
+    the spawner blocks answering and stops reading, and the sender blocks
+    for ever (W3's 2,000 users hung the daemon, event loop and all, while
+    their readers were started and killed by the hundreds from the attach
+    threads and the event loop)."""
     identity = account_identity(accounts.for_tree("spawnburst").pw_uid, -1)
     exits: list[int] = []
     lock = threading.Lock()
 
-    def churn() -> None:
+    def churn(by_callback: bool) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         try:
             for _ in range(ROUNDS):
-                batch = [client.start(identity, ["/bin/sleep", "60"], userproc.USER_ENV, null, null, null).result(20)
-                         for _ in range(BATCH)]
-                for child in batch:
-                    child.kill()
+                starts = [client.start(identity, ["/bin/sleep", "60"], userproc.USER_ENV, null, null, null)
+                          for _ in range(BATCH)]
+                if by_callback:  # killed as soon as it started, from the thread that reads the answers
+                    for started in starts:  # (as output_of and the scanner clean up after a failure)
+                        started.add_done_callback(lambda f: f.result().kill())
+                batch = [started.result(20) for started in starts]
+                if not by_callback:
+                    for child in batch:
+                        child.kill()
                 for child in batch:
                     status = child.exited.result(20)
                     with lock:
                         exits.append(status)
         finally:
             os.close(null)
-    threads = [threading.Thread(target=churn, daemon=True) for _ in range(THREADS)]
+    threads = [threading.Thread(target=churn, args=(i % 2 == 0,), daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 60
@@ -57,3 +64,30 @@ def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadl
         thread.join(max(0.0, deadline - time.monotonic()))
     assert not any(t.is_alive() for t in threads), "starts or kills never answered: the spawner's socket deadlocked"
     assert exits == [-9] * (THREADS * ROUNDS * BATCH)
+
+
+def test_a_wait_that_gives_up_cancels_nothing(client: userproc.Spawner):
+    """asyncio.wait_for cancels what it waits for when it times out; the
+    spawner's answers must still land: a program that outlived its wait
+    is still killed (its exit was no longer "pending", so the kill was
+    never sent), and one that ends afterwards does not break the thread
+    that reads the answers (setting a cancelled future raises there,
+    and every later start would have waited for ever)."""
+    identity = account_identity(accounts.for_tree("spawnwait").pw_uid, -1)
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        def start(*argv: str) -> userproc.Child:
+            return client.start(identity, list(argv), userproc.USER_ENV, null, null, null).result(10)
+        stubborn, brief = start("/bin/sleep", "60"), start("/bin/sleep", "1")
+
+        async def give_up_on(child: userproc.Child) -> None:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(child.exited), 0.2)
+        for child in (stubborn, brief):
+            asyncio.run(give_up_on(child))
+        stubborn.kill()
+        assert stubborn.exited.result(10) == -9
+        assert brief.exited.result(10) == 0
+        assert start("/bin/true").exited.result(10) == 0
+    finally:
+        os.close(null)
