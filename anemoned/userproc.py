@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import itertools
 import json
 import logging
@@ -44,6 +45,10 @@ USER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C", "HOME": "
 
 class SpawnerGone(RuntimeError):
     """The spawner process is no longer there: no user's program can start."""
+
+
+#: send() errors that mean the spawner's end is gone (not this request's fault)
+_SPAWNER_GONE = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF}
 
 
 def _answer() -> concurrent.futures.Future[Any]:
@@ -76,7 +81,8 @@ class Spawner:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.state_lock = threading.Lock()  # starting, running, gone: never held across I/O
-        self.outbox: queue.SimpleQueue[tuple[bytes, list[int]] | None] = queue.SimpleQueue()
+        #: (message, its descriptors, the request id a failure is told to)
+        self.outbox: queue.SimpleQueue[tuple[bytes, list[int], int | None] | None] = queue.SimpleQueue()
         self.ids = itertools.count(1)
         self.starting: dict[int, concurrent.futures.Future[Child]] = {}
         self.running: dict[int, Child] = {}
@@ -96,7 +102,8 @@ class Spawner:
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         """Queued, never waited for: the descriptors are duplicated (the
-        caller keeps and closes its own) and closed once sent."""
+        caller keeps and closes its own) and closed once sent. A request
+        that cannot be sent fails its start (see _write_requests)."""
         if self.gone:
             raise SpawnerGone("the spawner process has exited")
         copies: list[int] = []
@@ -107,7 +114,7 @@ class Spawner:
             for fd in copies:
                 os.close(fd)
             raise
-        self.outbox.put((json.dumps(message).encode(), copies))
+        self.outbox.put((json.dumps(message).encode(), copies, message.get("id")))
 
     def start(self, identity: UserIdentity, argv: list[str], env: dict[str, str], stdin: int, stdout: int,
               stderr: int) -> "concurrent.futures.Future[Child]":
@@ -140,11 +147,15 @@ class Spawner:
 
     def _write_requests(self) -> None:
         while (request := self.outbox.get()) is not None:
-            message, fds = request
+            message, fds, request_id = request
             try:
                 socket.send_fds(self.sock, [message], fds)
-            except OSError:
-                pass  # the spawner is gone: the reader sees its end and fails what waits
+            except OSError as err:
+                if err.errno not in _SPAWNER_GONE:  # this request alone (too large, say): its start fails now
+                    self._fail(request_id, err)
+                # else the spawner is gone: the reader sees its end and fails what waits
+            except Exception as err:  # noqa: BLE001 - this thread must outlive any one request
+                self._fail(request_id, OSError(f"the request could not be sent: {err!r}"))
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -153,15 +164,26 @@ class Spawner:
             for fd in request[1] if request is not None else []:
                 os.close(fd)
 
+    def _fail(self, request_id: int | None, err: Exception) -> None:
+        with self.state_lock:
+            started = self.starting.pop(request_id, None) if request_id is not None else None
+        if started is not None:
+            started.set_exception(err)
+        event(logging.ERROR, "a request to the spawner could not be sent", error=repr(err))
+
     def _read_answers(self) -> None:
         try:
             while answer := self.sock.recv(1 << 16):
                 try:
                     self._deliver(json.loads(answer))
-                except (ValueError, KeyError, TypeError, concurrent.futures.InvalidStateError) as err:
+                except Exception as err:  # noqa: BLE001 - one bad answer must not stop the others
                     event(logging.ERROR, "the spawner's answer could not be delivered", error=repr(err))
         except OSError:
             pass
+        finally:
+            self._gone()
+
+    def _gone(self) -> None:
         with self.state_lock:
             self.gone = True
             pending = list(self.starting.values()), list(self.running.values())

@@ -2,6 +2,7 @@
 of a large sync: hundreds of users' programs started and killed at once,
 from the event loop and from threads, while their exits stream back."""
 import asyncio
+import errno
 import os
 import threading
 import time
@@ -46,12 +47,12 @@ def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadl
                 if by_callback:  # killed as soon as it started, from the thread that reads the answers
                     for started in starts:  # (as output_of and the scanner clean up after a failure)
                         started.add_done_callback(lambda f: f.result().kill())
-                batch = [started.result(20) for started in starts]
+                batch = [started.result(50) for started in starts]
                 if not by_callback:
                     for child in batch:
                         child.kill()
                 for child in batch:
-                    status = child.exited.result(20)
+                    status = child.exited.result(50)
                     with lock:
                         exits.append(status)
         finally:
@@ -59,7 +60,7 @@ def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadl
     threads = [threading.Thread(target=churn, args=(i % 2 == 0,), daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert not any(t.is_alive() for t in threads), "starts or kills never answered: the spawner's socket deadlocked"
@@ -78,16 +79,32 @@ def test_a_wait_that_gives_up_cancels_nothing(client: userproc.Spawner):
     try:
         def start(*argv: str) -> userproc.Child:
             return client.start(identity, list(argv), userproc.USER_ENV, null, null, null).result(10)
-        stubborn, brief = start("/bin/sleep", "60"), start("/bin/sleep", "1")
+        stubborn, brief = start("/bin/sleep", "60"), start("/bin/sleep", "3")
 
-        async def give_up_on(child: userproc.Child) -> None:
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.wrap_future(child.exited), 0.2)
-        for child in (stubborn, brief):
-            asyncio.run(give_up_on(child))
+        async def give_up_on(*children: userproc.Child) -> None:
+            for child in children:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.wrap_future(child.exited), 0.2)
+        asyncio.run(give_up_on(stubborn, brief))
         stubborn.kill()
         assert stubborn.exited.result(10) == -9
         assert brief.exited.result(10) == 0
         assert start("/bin/true").exited.result(10) == 0
+    finally:
+        os.close(null)
+
+
+def test_a_request_the_socket_cannot_carry_fails_its_start_at_once(client: userproc.Spawner):
+    """A start too large for one message (an argv of 300 KB) is refused
+    by the socket: its start fails with that error, instead of waiting for
+    an answer that can never come, and the next start is answered."""
+    identity = account_identity(accounts.for_tree("spawnwait").pw_uid, -1)
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        huge = client.start(identity, ["/bin/true", "x" * 300_000], userproc.USER_ENV, null, null, null)
+        with pytest.raises(OSError) as refused:
+            huge.result(10)
+        assert refused.value.errno == errno.EMSGSIZE  # not TimeoutError (an OSError too): no answer came
+        assert client.start(identity, ["/bin/true"], userproc.USER_ENV, null, null, null).result(10).exited.result(10) == 0
     finally:
         os.close(null)
