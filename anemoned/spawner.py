@@ -29,8 +29,9 @@ the other end):
                        {"exited": P, "status": S}   (S as subprocess's
                         returncode: the exit code, or minus the signal)
 
-A kill is only ever sent to a child not yet reaped, so a pid that the
-kernel may have reused is never signalled. The spawner dies with the
+A kill is only ever carried out on a child not yet reaped (one already
+on its way as the child exits could reach a new child only if the
+kernel's pid counter wrapped in between). The spawner dies with the
 daemon (parent-death signal, and end of file on its socket), and its
 children with it (theirs).
 """
