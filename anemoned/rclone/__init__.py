@@ -25,8 +25,8 @@ from .argv import (DEST_REMOTE, OPENSSH_UPLOAD_CHUNK, QUICK_IDLE_TIMEOUT_S, SRC_
 from .failures import (AUTH_FAILED, DISK_FULL, HOST_KEY_MISMATCH, HOST_KEY_UNKNOWN, PATH_MISSING, PATH_NOT_WRITABLE,
                        SESSION_REFUSED, TIMEOUT, UNKNOWN, UNREACHABLE, FailureClass, classify, error_messages,
                        failure_message, messages_of)
-from .runner import (DIE_WITH_PARENT, LINE_LIMIT, REDACTED, SECRET_OPTIONS, RcloneResult, obscure, parse_log_line, redact, run,
-                     secret_values, stop)
+from .runner import (DIE_WITH_PARENT, LINE_LIMIT, REDACTED, SECRET_OPTIONS, RcloneResult, obscure, parse_log_line,
+                     redact, run, secret_values, stop)
 from .settle import Settlement, settles_clean
 
 __all__ = [
@@ -35,6 +35,6 @@ __all__ = [
     "AUTH_FAILED", "DISK_FULL", "HOST_KEY_MISMATCH", "HOST_KEY_UNKNOWN", "PATH_MISSING", "PATH_NOT_WRITABLE",
     "SESSION_REFUSED", "TIMEOUT", "UNKNOWN", "UNREACHABLE", "FailureClass", "classify", "error_messages",
     "failure_message", "messages_of",
-    "DIE_WITH_PARENT", "LINE_LIMIT", "REDACTED", "SECRET_OPTIONS", "RcloneResult", "obscure", "parse_log_line", "redact", "run",
-    "secret_values", "Settlement", "settles_clean", "stop",
+    "DIE_WITH_PARENT", "LINE_LIMIT", "REDACTED", "SECRET_OPTIONS", "RcloneResult", "obscure", "parse_log_line",
+    "redact", "run", "secret_values", "Settlement", "settles_clean", "stop",
 ]

@@ -1,6 +1,7 @@
 """Fixtures for the real-server tests (issue 12): one server of each kind
 per test module, and one daemon per server, shared by the module's tests
-(each test uses its own destination and remote directory)."""
+(each test uses its own destination and remote directory); and the real
+spawner, for the tests of what it starts."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from anemoned import spawner, userproc
 from testbed.chroot_sshd import ChrootSshServer
 from testbed.daemon import QUICK_FAILURES, DaemonProcess
 from testbed.proftpd import ProftpdServer, unavailable as proftpd_unavailable
@@ -16,6 +18,18 @@ from testbed.rclone_sftp import RcloneSftpServer
 from testbed.sshd import SshServer
 
 KINDS = ("openssh", "openssh-chroot", "proftpd", "rclone-serve")
+
+
+@pytest.fixture
+def spawned() -> Iterator[tuple[userproc.Spawner, int]]:
+    """The daemon's side of the spawner, installed as the daemon installs
+    it, and the spawner process's pid (forked as the daemon forks it)."""
+    sock, pid = spawner.launch()
+    client = userproc.Spawner(sock)
+    userproc.install(client)
+    yield client, pid
+    client.close()
+    os.waitpid(pid, 0)
 
 
 def make_server(kind: str, workdir: Path) -> Any:

@@ -13,21 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from anemoned import scans, spawner, userproc
+from anemoned import scans, userproc
 from anemoned.identity import account_identity
 from testbed import accounts
 
 FIND_FORMAT = r"%d %U %y %s %T@ %i %D %P\0"
-
-
-@pytest.fixture
-def spawned():
-    sock, pid = spawner.launch()
-    client = userproc.Spawner(sock)
-    userproc.install(client)
-    yield pid
-    client.close()
-    os.waitpid(pid, 0)
 
 
 @pytest.fixture
@@ -49,7 +39,7 @@ def tree(root: Path, owner: str) -> Path:
     return backup
 
 
-def test_a_tree_is_listed_as_find_would_list_it_with_its_owners_rights(spawned: int, root: Path):
+def test_a_tree_is_listed_as_find_would_list_it_with_its_owners_rights(spawned: tuple[userproc.Spawner, int], root: Path):
     backup = tree(root, "alice")
     alice = account_identity(accounts.for_tree("alice").pw_uid, -1)
     team = accounts.ensure_group("anemt-team")
@@ -80,7 +70,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def test_a_stopped_listing_stalls_only_its_tree_and_a_new_scanner_lists_the_rest(spawned: int, root: Path):
+def test_a_stopped_listing_stalls_only_its_tree_and_a_new_scanner_lists_the_rest(spawned: tuple[userproc.Spawner, int], root: Path):
     trees = []
     for name in ("alice", "bob", "carol"):
         backup = tree(root, name)
@@ -89,7 +79,7 @@ def test_a_stopped_listing_stalls_only_its_tree_and_a_new_scanner_lists_the_rest
         account = accounts.for_tree(name)
         accounts.chown_tree(backup, account.pw_uid, account.pw_gid)
         trees.append((account_identity(account.pw_uid, -1), str(backup)))
-    spawner_pid = spawned
+    spawner_pid = spawned[1]
 
     async def run() -> list:
         task = asyncio.ensure_future(scans.scan_trees(trees, 5))
@@ -108,7 +98,7 @@ def test_a_stopped_listing_stalls_only_its_tree_and_a_new_scanner_lists_the_rest
     assert not _children(spawner_pid)
 
 
-def test_thousands_of_trees_are_split_over_requests_the_socket_can_carry(spawned: int, root: Path):
+def test_thousands_of_trees_are_split_over_requests_the_socket_can_carry(spawned: tuple[userproc.Spawner, int], root: Path):
     """A request naming every tree at once would not fit in one message to
     the spawner; each tree is still listed, as its owner."""
     backup = tree(root, "alice")

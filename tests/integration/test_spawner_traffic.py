@@ -2,30 +2,37 @@
 of a large sync: hundreds of users' programs started and killed at once,
 from the event loop and from threads, while their exits stream back."""
 import asyncio
+import concurrent.futures
 import errno
 import os
 import threading
 import time
+from typing import Callable, Iterator
 
 import pytest
 
-from anemoned import spawner, userproc
+from anemoned import userproc
 from anemoned.identity import account_identity
 from testbed import accounts
 
 THREADS, ROUNDS, BATCH = 48, 1, 20
+Start = Callable[..., "concurrent.futures.Future[userproc.Child]"]
 
 
 @pytest.fixture
-def client():
-    sock, pid = spawner.launch()
-    spawned = userproc.Spawner(sock)
-    yield spawned
-    spawned.close()
-    os.waitpid(pid, 0)
+def start(spawned: tuple[userproc.Spawner, int]) -> Iterator[Start]:
+    """Starts argv as a test account, on /dev/null (the answer's future)."""
+    client = spawned[0]
+    identity = account_identity(accounts.for_tree("spawned").pw_uid, -1)
+    null = os.open(os.devnull, os.O_RDWR)
+
+    def start(*argv: str) -> "concurrent.futures.Future[userproc.Child]":
+        return client.start(identity, list(argv), userproc.USER_ENV, null, null, null)
+    yield start
+    os.close(null)
 
 
-def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadlock(client: userproc.Spawner):
+def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadlock(start: Start):
     """Each start and kill is a message to the spawner, and each child it
     kills is an exit message back. The thread that reads those answers
     must never wait for a sender, nor send itself (half the kills here are
@@ -34,29 +41,23 @@ def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadl
     for ever (W3's 2,000 users hung the daemon, event loop and all, while
     their readers were started and killed by the hundreds from the attach
     threads and the event loop)."""
-    identity = account_identity(accounts.for_tree("spawnburst").pw_uid, -1)
     exits: list[int] = []
     lock = threading.Lock()
 
     def churn(by_callback: bool) -> None:
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            for _ in range(ROUNDS):
-                starts = [client.start(identity, ["/bin/sleep", "60"], userproc.USER_ENV, null, null, null)
-                          for _ in range(BATCH)]
-                if by_callback:  # killed as soon as it started, from the thread that reads the answers
-                    for started in starts:  # (as output_of and the scanner clean up after a failure)
-                        started.add_done_callback(lambda f: f.result().kill())
-                batch = [started.result(50) for started in starts]
-                if not by_callback:
-                    for child in batch:
-                        child.kill()
+        for _ in range(ROUNDS):
+            starts = [start("/bin/sleep", "60") for _ in range(BATCH)]
+            if by_callback:  # killed as soon as it started, from the thread that reads the answers
+                for started in starts:  # (as output_of and the scanner clean up after a failure)
+                    started.add_done_callback(lambda f: f.result().kill())
+            batch = [started.result(50) for started in starts]
+            if not by_callback:
                 for child in batch:
-                    status = child.exited.result(50)
-                    with lock:
-                        exits.append(status)
-        finally:
-            os.close(null)
+                    child.kill()
+            for child in batch:
+                status = child.exited.result(50)
+                with lock:
+                    exits.append(status)
     threads = [threading.Thread(target=churn, args=(i % 2 == 0,), daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
@@ -67,44 +68,31 @@ def test_starts_and_kills_from_many_threads_while_exits_stream_back_do_not_deadl
     assert exits == [-9] * (THREADS * ROUNDS * BATCH)
 
 
-def test_a_wait_that_gives_up_cancels_nothing(client: userproc.Spawner):
+def test_a_wait_that_gives_up_cancels_nothing(start: Start):
     """asyncio.wait_for cancels what it waits for when it times out; the
     spawner's answers must still land: a program that outlived its wait
     is still killed (its exit was no longer "pending", so the kill was
     never sent), and one that ends afterwards does not break the thread
     that reads the answers (setting a cancelled future raises there,
     and every later start would have waited for ever)."""
-    identity = account_identity(accounts.for_tree("spawnwait").pw_uid, -1)
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        def start(*argv: str) -> userproc.Child:
-            return client.start(identity, list(argv), userproc.USER_ENV, null, null, null).result(10)
-        stubborn, brief = start("/bin/sleep", "60"), start("/bin/sleep", "3")
+    stubborn, brief = start("/bin/sleep", "60").result(10), start("/bin/sleep", "3").result(10)
 
-        async def give_up_on(*children: userproc.Child) -> None:
-            for child in children:
-                with pytest.raises(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.wrap_future(child.exited), 0.2)
-        asyncio.run(give_up_on(stubborn, brief))
-        stubborn.kill()
-        assert stubborn.exited.result(10) == -9
-        assert brief.exited.result(10) == 0
-        assert start("/bin/true").exited.result(10) == 0
-    finally:
-        os.close(null)
+    async def give_up_on(*children: userproc.Child) -> None:
+        for child in children:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(child.exited), 0.2)
+    asyncio.run(give_up_on(stubborn, brief))
+    stubborn.kill()
+    assert stubborn.exited.result(10) == -9
+    assert brief.exited.result(10) == 0
+    assert start("/bin/true").result(10).exited.result(10) == 0
 
 
-def test_a_request_the_socket_cannot_carry_fails_its_start_at_once(client: userproc.Spawner):
+def test_a_request_the_socket_cannot_carry_fails_its_start_at_once(start: Start):
     """A start too large for one message (an argv of 300 KB) is refused
     by the socket: its start fails with that error, instead of waiting for
     an answer that can never come, and the next start is answered."""
-    identity = account_identity(accounts.for_tree("spawnwait").pw_uid, -1)
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        huge = client.start(identity, ["/bin/true", "x" * 300_000], userproc.USER_ENV, null, null, null)
-        with pytest.raises(OSError) as refused:
-            huge.result(10)
-        assert refused.value.errno == errno.EMSGSIZE  # not TimeoutError (an OSError too): no answer came
-        assert client.start(identity, ["/bin/true"], userproc.USER_ENV, null, null, null).result(10).exited.result(10) == 0
-    finally:
-        os.close(null)
+    with pytest.raises(OSError) as refused:
+        start("/bin/true", "x" * 300_000).result(10)
+    assert refused.value.errno == errno.EMSGSIZE  # not TimeoutError (an OSError too): no answer came
+    assert start("/bin/true").result(10).exited.result(10) == 0
