@@ -150,6 +150,8 @@ class AttachServer:
                 status = self._run_server(grant, stdin_fd, stdout_fd)
         except OSError as err:
             event(logging.WARNING, "attach failed", error=err.strerror or str(err))
+        except userproc.SpawnerGone as err:  # the daemon is going down, or its spawner died: no reader
+            event(logging.WARNING, "attach failed", error=str(err))
         finally:
             for fd in fds:
                 os.close(fd)

@@ -1,17 +1,21 @@
 """The daemon's side of the spawner (userproc.Spawner) under the traffic
 of a large sync: hundreds of users' programs started and killed at once,
-from the event loop and from threads, while their exits stream back."""
+from the event loop and from threads, while their exits stream back;
+and what a connection to a user's tree gets once the spawner is gone."""
 import asyncio
 import concurrent.futures
 import errno
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Callable, Iterator
 
 import pytest
 
-from anemoned import userproc
+from anemoned import attach, userproc
 from anemoned.identity import account_identity
 from testbed import accounts
 
@@ -96,3 +100,36 @@ def test_a_request_the_socket_cannot_carry_fails_its_start_at_once(start: Start)
         start("/bin/true", "x" * 300_000).result(10)
     assert refused.value.errno == errno.EMSGSIZE  # not TimeoutError (an OSError too): no answer came
     assert start("/bin/true").result(10).exited.result(10) == 0
+
+
+def test_a_reader_asked_for_after_the_spawner_died_is_refused_not_a_crashed_thread(
+        spawned: tuple[userproc.Spawner, int], tmp_path):
+    """rclone may still open a connection to a user's tree while the
+    daemon goes down (its spawner dies first) or after the spawner died:
+    the relay gets exit 1, as for any refused reader, and the attach
+    thread ends cleanly (SpawnerGone is not an OSError: it escaped as an
+    uncaught exception, a traceback on the journal for every connection)."""
+    client, pid = spawned
+    sftp_server = attach.find_sftp_server()
+    assert sftp_server is not None
+    server = attach.AttachServer(tmp_path / "attach", sftp_server)
+    server.start()
+    uncaught: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: uncaught.append(args.exc_value)
+    try:
+        identity = account_identity(accounts.for_tree("spawned").pw_uid, -1)
+        grant = server.grant(identity, tmp_path, writable=True)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not client.gone and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.gone
+        relay = subprocess.run([sys.executable, "-I", "-S", attach.RELAY, str(server.sock_path), grant.token],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        assert relay.returncode == 1
+        time.sleep(0.2)  # the attach thread's end, after its answer
+        assert uncaught == []
+    finally:
+        threading.excepthook = hook
+        server.close()
