@@ -21,7 +21,8 @@ W2  one 1 GiB file of random data, vs `ssh host 'cat > file' < file`;
 W3  2,000 users x 5 files, nothing changed: cost per file vs W1's
 W4  a real link: 200 users x 50 files through testbed/linksim.py (50 ms
     round trip, 50 Mbit/s) vs rsync over ssh and rclone alone with its
-    defaults (bench/w4.py)
+    defaults (bench/w4.py); its initial sync also prints where the CPU
+    went, ours' and rsync's (bench/cpu.py)
 W5  100,000 files on loopback, nothing changed, vs rclone alone, with
     both peak RSS figures (bench/w5.py)
 W1-W3 are in bench/workloads.py, shared helpers in bench/common.py.

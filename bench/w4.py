@@ -28,6 +28,7 @@ from testbed.daemon import DaemonProcess
 from testbed.linksim import LinkSim
 
 from .common import RCLONE, DefaultLimitsSshd, make_users, ours, own_trees, timed
+from .cpu import CpuSplit
 
 RTT_S = 0.050
 MBIT = 50
@@ -119,9 +120,12 @@ def run(root: Path, n_users: int, lines: list[str]) -> None:
             return f"ours {o:.2f} s, rsync {r:.2f} s, rclone alone {c:.2f} s -> ours/rsync = {o / r:.2f}x"
 
         link.reset_peak()
-        o = ours(daemon, "w4")
+        assert daemon.proc is not None and sshd.proc is not None
+        with CpuSplit(sshd.proc.pid, daemon.proc.pid) as ours_cpu:
+            o = ours(daemon, "w4")
         peak, dropped = link.peak_connections, sshd.dropped()
-        r = y.rsync()
+        with CpuSplit(sshd.proc.pid) as rsync_cpu:
+            r = y.rsync()
         sample = sorted(p.name for p in daemon.users_dir.iterdir())[:RCLONE_SAMPLE_USERS]
         c = y.rclone(sample) * n_users / len(sample)
         y.seed_rclone_from_rsync()
@@ -129,6 +133,10 @@ def run(root: Path, n_users: int, lines: list[str]) -> None:
             f" (rclone alone measured on {len(sample)} users and scaled x{n_users / len(sample):g})"
         lines.append(f"W4 initial{scale}: {w4(o, r, c)} (target <= 3x), ours/rclone = {o / c:.3f}x (target <= 0.1x); "
                      f"ours: {peak} SSH connections at most at once, {dropped} dropped by MaxStartups{scaled}")
+        print(lines[-1], flush=True)
+        lines.append(f"W4 initial, where the CPU went ({os.cpu_count()} cores; the server and the link simulator run on "
+                     f"them too): ours: {ours_cpu.describe('daemon and all it starts')}; "
+                     f"rsync: {rsync_cpu.describe('rsync and ssh')}")
         print(lines[-1], flush=True)
         o, r, c = ours(daemon, "w4"), y.rsync(), y.rclone()
         lines.append(f"W4 nothing changed{scale}: {w4(o, r, c)} (target <= 1x), ours/rclone = {o / c:.3f}x")
