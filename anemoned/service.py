@@ -136,10 +136,11 @@ class Daemon:
         self._catch_up_interrupted()
         event(logging.INFO, "anemoned ready", version=__version__, rclone=self.runtime.rclone_version,
               socket=str(self.config.socket), data_dir=str(self.config.data_dir))
+        # The metrics file before READY: once the unit is up, node_exporter finds it.
+        self.monitor.write_metrics()
         # READY only now: the socket accepts connections.
         self.notifier.send("READY=1", f"STATUS={self.status_line()}", important=True)
         self.ready = True
-        self.monitor.write_metrics()
         loops = [asyncio.create_task(self._supervised(name, coro)) for name, coro in (
             ("watchdog", self._watchdog()), ("scheduler", self.schedules.run()), ("monitor", self.monitor.run()))]
         try:
