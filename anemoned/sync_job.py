@@ -140,7 +140,7 @@ async def _sync(run: JobRun) -> JobOutcome:
     stats["sync_modes"] = {n: "incremental" if isinstance(m, Changes) else f"full: {m}" for n, m in modes.items()}
     if not settings.dry_run:
         await asyncio.to_thread(save_index, index_db, dest.name, place, plan, result, listings, indexes)
-        save_states(store, dest, place, plan, result, now)
+        save_states(store, dest, place, plan, result, now, modes, states)
         if result.ok and dest.keep_versions_days > 0:
             await prune_versions(ctx.binary, run.env, store, dest, log)
     if result.refused_deletes:
@@ -289,19 +289,25 @@ def save_index(index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, re
         index_db.drop(dest_name, drop)
 
 
-def save_states(store: Any, dest: Destination, place: str, plan: SyncPlan, result: SyncResult, now: datetime) -> None:
+def save_states(store: Any, dest: Destination, place: str, plan: SyncPlan, result: SyncResult, now: datetime,
+                modes: dict[str, Changes | str], states: dict[str, UserState]) -> None:
     """What this sync left, per user: a success records the fingerprint the
     tree had when it was scanned (a change made during the sync shows at the
     next one); anything else forgets it, so the next sync lists the remote
-    for that user again. Trees mirrored as empty are forgotten entirely."""
+    for that user again. Trees mirrored as empty are forgotten entirely.
+    The time of the last full sync moves only with a full sync: an
+    incremental one trusts the index and repairs nothing on the server, so
+    a tree that changes every day must still get its full_sync_every."""
     rows = []
     for user in plan.included:
         u = result.users.get(user.name)
         if u is None or user.scan is None:
             continue
         ok = u["status"] == "succeeded"
+        incremental = isinstance(modes.get(user.name), Changes) and user.name in states
+        full_at = (states[user.name].full_at if incremental else iso(now)) if ok else None
         rows.append({"user": user.name, "remote_path": place, "fingerprint": user.scan.fingerprint if ok else None,
-                     "files": user.scan.files, "synced_at": iso(now) if ok else None, "full_at": iso(now) if ok else None})
+                     "files": user.scan.files, "synced_at": iso(now) if ok else None, "full_at": full_at})
     emptied = [] if not result.ok else sorted(plan.synced - {u.name for u in plan.included})
     store.save_user_states(dest.name, rows, emptied)
 

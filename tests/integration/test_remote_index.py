@@ -4,10 +4,13 @@ the versions folder; renames, directory moves, a file changed with the
 same size and mtime, and a file deleted on the server by someone else
 behave as the README says; hostile names survive the files-from list; a
 name with a line break means full syncs; a crash at any moment leaves
-the next sync correct."""
+the next sync correct; a tree that changes every day still gets its
+full sync every `full_sync_every` days."""
 from __future__ import annotations
 
+import sqlite3
 import time
+from datetime import datetime, timedelta
 
 from testbed.files import sparse, tree, write
 
@@ -128,3 +131,43 @@ def test_a_crash_at_any_point_leaves_the_next_sync_correct(make_daemon, sshd):
     assert again["stats"]["sync_modes"] == {"alice": "incremental"}
     assert again["stats"]["users"]["alice"]["files_transferred"] == 1
     assert tree(remote / "backup/alice") == tree(a)
+
+
+def days_pass(daemon, days: int) -> None:
+    """As if `days` went by since each user's last full sync: its recorded
+    time moved back (the daemon reads it afresh at every sync)."""
+    db = sqlite3.connect(daemon.data_dir / "state.db")
+    with db:
+        rows = db.execute("SELECT destination, user, full_at FROM user_state").fetchall()
+        for dest, user, full_at in rows:
+            earlier = datetime.fromisoformat(full_at) - timedelta(days=days)
+            db.execute("UPDATE user_state SET full_at = ? WHERE destination = ? AND user = ?",
+                       (earlier.isoformat(), dest, user))
+    db.close()
+
+
+def test_a_tree_that_changes_every_day_still_gets_its_full_sync_every_full_sync_every_days(make_daemon, sshd):
+    """Incremental syncs trust the index; the full sync every
+    `full_sync_every` days (7 by default) is what repairs the server. Its
+    clock is the last full sync, not the last success: an incremental
+    sync of a tree that changes more often than that must not push it on
+    (it did, so a file deleted on the server by someone else never came
+    back while its owner kept working)."""
+    daemon = make_daemon()
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("dest0")
+    daemon.add_destination("d0", sshd, remote)
+    a = daemon.users_dir / "alice/backup"
+    write(a / "keep.txt", "alice keep\n", 1_700_000_000)
+    assert sync(daemon)["stats"]["sync_modes"] == {"alice": "full: first sync to this place"}
+    (remote / "backup/alice/keep.txt").unlink()  # someone else, on the server
+    for day in range(1, 8):
+        days_pass(daemon, 1)
+        write(a / f"day{day}.txt", f"day {day}\n", 1_700_000_000 + day * 86400)
+        modes = sync(daemon)["stats"]["sync_modes"]
+        if day < 7:
+            assert modes == {"alice": "incremental"}, day
+    assert modes == {"alice": "full: full_sync_every"}
+    assert tree(remote / "backup/alice") == tree(a)
+    write(a / "day8.txt", "day 8\n", 1_700_000_000 + 8 * 86400)
+    assert sync(daemon)["stats"]["sync_modes"] == {"alice": "incremental"}  # a new week from the full sync
