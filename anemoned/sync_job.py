@@ -139,8 +139,12 @@ async def _sync(run: JobRun) -> JobOutcome:
     stats = job_stats(plan, result, asyncio.get_running_loop().time() - started, settings)
     stats["sync_modes"] = {n: "incremental" if isinstance(m, Changes) else f"full: {m}" for n, m in modes.items()}
     if not settings.dry_run:
-        await asyncio.to_thread(save_index, index_db, dest.name, place, plan, result, listings, indexes)
+        # The states first, the index last: saving it clears the dirty mark,
+        # so a crash in between means a full sync next. The other way round,
+        # a clean index beside the old fingerprint made a tree put back as it
+        # was count as unchanged, with this sync's files left on the server.
         save_states(store, dest, place, plan, result, now, modes, states)
+        await asyncio.to_thread(save_index, index_db, dest.name, place, plan, result, listings, indexes)
         if result.ok and dest.keep_versions_days > 0:
             await prune_versions(ctx.binary, run.env, store, dest, log)
     if result.refused_deletes:
