@@ -2,14 +2,16 @@
 connection look like an internet link.
 
     with LinkSim("127.0.0.1", sshd.port, delay_s=0.04, bytes_per_s=2_000_000) as link:
+        # (return_delay_s=...: another one-way delay from the server back)
         ... connect to 127.0.0.1:link.port instead of the server ...
         link.pause()    # the link goes silent: nothing is forwarded either way
         link.resume()
 
 Each direction is one link shared by every connection through the proxy,
 modelled as a FIFO wire: a chunk that arrives at time t starts on the wire
-when the wire is free, takes len/bytes_per_s to send, and arrives delay_s
-after that. So a request/response pays 2 x delay_s, and all connections
+when the wire is free, takes len/bytes_per_s to send, and arrives its
+direction's one-way delay after that (delay_s; from the target back,
+return_delay_s when given). So a request/response pays 2 x delay_s, and all connections
 together get bytes_per_s each way, like a real access link. What a
 direction may hold in flight is bounded (a real link's buffer): beyond it
 the proxy stops reading, so senders feel back-pressure through TCP.
@@ -69,11 +71,11 @@ class LinkSim:
     """A delaying, bandwidth-capped, pausable TCP proxy to host:port."""
 
     def __init__(self, target_host: str, target_port: int, delay_s: float = 0.0, bytes_per_s: float | None = None,
-                 listen_port: int = 0) -> None:
+                 listen_port: int = 0, return_delay_s: float | None = None) -> None:
         self.target = (target_host, target_port)
         self.listen_port = listen_port
         self.up = Direction(delay_s, bytes_per_s)  # client -> target
-        self.down = Direction(delay_s, bytes_per_s)  # target -> client
+        self.down = Direction(delay_s if return_delay_s is None else return_delay_s, bytes_per_s)  # target -> client
         self.port = 0
         self.connections = 0  # accepted so far
         self.open_connections = 0

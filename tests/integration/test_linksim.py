@@ -20,9 +20,13 @@ RCLONE = str(Path(sys.executable).parent / "rclone")
 
 class Server:
     """A threaded TCP server on 127.0.0.1: "echo" answers every byte,
-    "sink" counts what it receives and answers with the count on EOF."""
+    "sink" counts what it receives and answers with the count on EOF,
+    "source" sends `size` bytes as soon as a client connects. Each byte
+    "echo" receives has its arrival time kept (`arrivals`)."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, size: int = 0) -> None:
+        self.size = size
+        self.arrivals: list[float] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -42,12 +46,16 @@ class Server:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         received = 0
         with conn:
+            if self.mode == "source":
+                conn.sendall(b"\0" * self.size)
+                return
             while True:
                 data = conn.recv(65536)
                 if not data:
                     break
                 received += len(data)
                 if self.mode == "echo":
+                    self.arrivals.append(time.monotonic())
                     conn.sendall(data)
             if self.mode == "sink":
                 conn.sendall(str(received).encode())
@@ -97,6 +105,46 @@ def test_round_trip_is_twice_the_delay():
         assert 0.1 <= measured <= 0.1 + base + 0.05, (measured, base)
     finally:
         echo.close()
+
+
+def test_each_direction_has_its_own_one_way_delay():
+    """Timed at both ends (one clock: the same machine): a byte takes
+    delay_s to the server, and its answer return_delay_s back."""
+    echo = Server("echo")
+    try:
+        with LinkSim("127.0.0.1", echo.port, delay_s=0.03, return_delay_s=0.07) as link, connect(link.port) as s:
+            ups, downs = [], []
+            for _ in range(10):
+                sent = time.monotonic()
+                s.sendall(b"x")
+                assert s.recv(1) == b"x"
+                back = time.monotonic()
+                ups.append(echo.arrivals[-1] - sent)
+                downs.append(back - echo.arrivals[-1])
+        up, down = statistics.median(ups), statistics.median(downs)
+        assert 0.03 <= up <= 0.05 and 0.07 <= down <= 0.09, (up, down)
+    finally:
+        echo.close()
+
+
+def test_the_cap_holds_from_the_server_back_too():
+    cap = 2_000_000  # bytes per second
+    source = Server("source", size=2 * cap)
+    try:
+        with LinkSim("127.0.0.1", source.port, delay_s=0.01, bytes_per_s=cap) as link, connect(link.port) as s:
+            started, received = time.monotonic(), 0
+            while received < 2 * cap:
+                data = s.recv(65536)
+                assert data, received
+                received += len(data)
+            rate = received / (time.monotonic() - started)
+            assert 0.75 * cap <= rate <= 1.1 * cap, rate
+            deadline = time.monotonic() + 5  # counted in the simulator's thread, just after it wrote
+            while link.down.bytes_forwarded < 2 * cap and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert link.down.bytes_forwarded == 2 * cap and link.up.bytes_forwarded == 0
+    finally:
+        source.close()
 
 
 def test_throughput_is_the_cap_shared_by_all_connections():
