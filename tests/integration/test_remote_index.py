@@ -5,7 +5,8 @@ same size and mtime, and a file deleted on the server by someone else
 behave as the README says; hostile names survive the files-from list; a
 name with a line break means full syncs; a crash at any moment leaves
 the next sync correct; a tree that changes every day still gets its
-full sync every `full_sync_every` days."""
+full sync every `full_sync_every` days; an incremental sync lists no
+remote directory."""
 from __future__ import annotations
 
 import sqlite3
@@ -171,3 +172,29 @@ def test_a_tree_that_changes_every_day_still_gets_its_full_sync_every_full_sync_
     assert tree(remote / "backup/alice") == tree(a)
     write(a / "day8.txt", "day 8\n", 1_700_000_000 + 8 * 86400)
     assert sync(daemon)["stats"]["sync_modes"] == {"alice": "incremental"}  # a new week from the full sync
+
+
+def test_an_incremental_sync_lists_no_remote_directory(make_daemon, sshd):
+    """Its changes go by name (--no-traverse): a remote directory the
+    server will not list (search and write allowed, read not) still takes
+    them, where any listing of it fails."""
+    daemon = make_daemon()
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("dest0")
+    daemon.add_destination("d0", sshd, remote)
+    a = daemon.users_dir / "alice/backup"
+    for name in ("a.txt", "b.txt"):
+        write(a / "docs" / name, f"alice {name}\n", 1_700_000_000)
+    sync(daemon)
+    unlistable = remote / "backup/alice/docs"
+    unlistable.chmod(0o300)
+    try:
+        write(a / "docs/a.txt", "alice a.txt, changed\n", 1_700_000_100)
+        write(a / "docs/new.txt", "new\n", 1_700_000_100)
+        job = sync(daemon)
+        assert job["stats"]["sync_modes"] == {"alice": "incremental"}
+        assert job["stats"]["users"]["alice"]["files_transferred"] == 2
+    finally:
+        unlistable.chmod(0o755)
+    assert tree(remote / "backup/alice") == tree(a)
+    assert (remote / "versions" / job["stats"]["versions_folder"] / "alice/docs/a.txt").read_text() == "alice a.txt\n"
