@@ -126,6 +126,28 @@ def test_a_link_that_comes_back_in_time_does_not_fail_the_job(linked):
         assert snapshot(remote / "backup" / user) == snapshot(daemon.users_dir / user / "backup")
 
 
+def test_with_the_shipped_time_bounds_a_silent_link_fails_the_job_within_60_s(make_daemon, sshd: SshServer):
+    """The other tests run the daemon with the suite's quick bounds; this
+    one with what ships (silence 20 s, then the server's answer awaited
+    10 s), against the issue's 60 s."""
+    daemon = make_daemon(start=False)
+    daemon.start()  # no QUICK_FAILURES
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    sparse(daemon.users_dir / "alice/backup/big.img", 48 * MIB)
+    with LinkSim(sshd.host, sshd.port, delay_s=0.01) as link:
+        daemon.ctl_json("dest", "add", "d", "--host", sshd.host, "--port", str(link.port), "--user", sshd.user,
+                        "--remote-path", str(sshd.remote_dir("shipped")), "--host-key-fingerprint",
+                        sshd.host_key_fingerprint(), "--bwlimit", "4M")
+        job = daemon.ctl_json("sync", "d")
+        daemon.wait_for_progress(job["id"])
+        link.pause()
+        started = time.monotonic()
+        done = daemon.ctl_json("job", "wait", str(job["id"]), expect=1, timeout_s=120)
+        took = time.monotonic() - started
+    assert done["state"] == "failed" and done["error"].startswith("timeout:"), done
+    assert 20 <= took < 60, took  # not before the shipped silence, and within the contract
+
+
 def test_every_rclone_run_of_a_sync_carries_the_link_options(make_daemon, sshd: SshServer):
     """Not only a full `rclone sync`: an incremental sync's `copy
     --files-from-raw` and its deletions' server-side `move` (or `delete`,
