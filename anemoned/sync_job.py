@@ -335,8 +335,15 @@ async def prune_versions(binary: str, env: dict[str, str], store: Any, dest: Des
         stamp = parse_version_folder(folder)
         if stamp is None or stamp >= cutoff:
             continue
-        purged = await rclone.run(binary, ["purge", rclone.dest_path(dest.remote_path, "versions", folder),
-                                           *rclone.global_args("NOTICE")], env, on_record=log.write, timeout_s=3600)
-        event(logging.INFO if purged.ok else logging.WARNING, "old versions removed" if purged.ok else
+        # The sync is done and counted: a server that goes silent now costs
+        # a minute at most (job_retry_args), a trickle an hour, never the job.
+        try:
+            purged = await rclone.run(binary, ["purge", rclone.dest_path(dest.remote_path, "versions", folder),
+                                               *rclone.global_args("NOTICE"), *rclone.job_retry_args()], env,
+                                      on_record=log.write, timeout_s=3600)
+            ok = purged.ok
+        except asyncio.TimeoutError:
+            ok = False
+        event(logging.INFO if ok else logging.WARNING, "old versions removed" if ok else
               "could not remove old versions", dest=dest.name, folder=folder)
     store.update_destination(dest.name, {"versions_pruned_at": iso(now)})
