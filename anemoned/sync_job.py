@@ -139,12 +139,7 @@ async def _sync(run: JobRun) -> JobOutcome:
     stats = job_stats(plan, result, asyncio.get_running_loop().time() - started, settings)
     stats["sync_modes"] = {n: "incremental" if isinstance(m, Changes) else f"full: {m}" for n, m in modes.items()}
     if not settings.dry_run:
-        # The states first, the index last: saving it clears the dirty mark,
-        # so a crash in between means a full sync next. The other way round,
-        # a clean index beside the old fingerprint made a tree put back as it
-        # was count as unchanged, with this sync's files left on the server.
-        save_states(store, dest, place, plan, result, now, modes, states)
-        await asyncio.to_thread(save_index, index_db, dest.name, place, plan, result, listings, indexes)
+        await record(store, index_db, dest.name, place, plan, result, listings, indexes, now, modes, states)
         if result.ok and dest.keep_versions_days > 0:
             await prune_versions(ctx.binary, run.env, store, dest, log)
     if result.refused_deletes:
@@ -263,6 +258,18 @@ async def choose_modes(index_db: IndexDb, dest_name: str, place: str, plan: Sync
     return modes, {n: i for n, i in loaded.items() if isinstance(modes[n], Changes) and not isinstance(i, str)}
 
 
+async def record(store: Any, index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, result: SyncResult,
+                 listings: dict[str, Listing], indexes: dict[str, Entries], now: datetime,
+                 modes: dict[str, Changes | str], states: dict[str, UserState]) -> None:
+    """What a sync leaves for the next one: the users' states first, their
+    index last, since saving it clears the dirty mark: a crash in between
+    means a full sync next. The other way round, a clean index beside the
+    old fingerprint made a tree put back as it was count as unchanged,
+    with this sync's files left on the server."""
+    save_states(store, dest_name, place, plan, result, now, modes, states)
+    await asyncio.to_thread(save_index, index_db, dest_name, place, plan, result, listings, indexes)
+
+
 def save_index(index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, result: SyncResult,
                listings: dict[str, Listing], indexes: dict[str, Entries]) -> None:
     """Each succeeded user's index, from rclone's confirmations (blocking:
@@ -293,7 +300,7 @@ def save_index(index_db: IndexDb, dest_name: str, place: str, plan: SyncPlan, re
         index_db.drop(dest_name, drop)
 
 
-def save_states(store: Any, dest: Destination, place: str, plan: SyncPlan, result: SyncResult, now: datetime,
+def save_states(store: Any, dest_name: str, place: str, plan: SyncPlan, result: SyncResult, now: datetime,
                 modes: dict[str, Changes | str], states: dict[str, UserState]) -> None:
     """What this sync left, per user: a success records the fingerprint the
     tree had when it was scanned (a change made during the sync shows at the
@@ -313,7 +320,7 @@ def save_states(store: Any, dest: Destination, place: str, plan: SyncPlan, resul
         rows.append({"user": user.name, "remote_path": place, "fingerprint": user.scan.fingerprint if ok else None,
                      "files": user.scan.files, "synced_at": iso(now) if ok else None, "full_at": full_at})
     emptied = [] if not result.ok else sorted(plan.synced - {u.name for u in plan.included})
-    store.save_user_states(dest.name, rows, emptied)
+    store.save_user_states(dest_name, rows, emptied)
 
 
 async def prune_versions(binary: str, env: dict[str, str], store: Any, dest: Destination, log: Any) -> None:
@@ -335,15 +342,19 @@ async def prune_versions(binary: str, env: dict[str, str], store: Any, dest: Des
         stamp = parse_version_folder(folder)
         if stamp is None or stamp >= cutoff:
             continue
-        # The sync is done and counted: a server that goes silent now costs
-        # a minute at most (job_retry_args), a trickle an hour, never the job.
+        # The sync is done and counted: a server that stops answering is
+        # given up on (job_retry_args: 20 s of silence per request, three
+        # tries), and the first folder that fails ends the pruning until the
+        # next sync; a trickle ends at the hour. Never the job's failure.
         try:
             purged = await rclone.run(binary, ["purge", rclone.dest_path(dest.remote_path, "versions", folder),
                                                *rclone.global_args("NOTICE"), *rclone.job_retry_args()], env,
                                       on_record=log.write, timeout_s=3600)
             ok = purged.ok
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, OSError):
             ok = False
         event(logging.INFO if ok else logging.WARNING, "old versions removed" if ok else
               "could not remove old versions", dest=dest.name, folder=folder)
+        if not ok:
+            return  # tried again after the next successful sync
     store.update_destination(dest.name, {"versions_pruned_at": iso(now)})

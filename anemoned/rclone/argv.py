@@ -138,10 +138,10 @@ def quick_args() -> list[str]:
 
 
 def job_retry_args() -> list[str]:
-    """Flags, after global_args, for the read-only runs of a job (usage):
-    a flaky moment is retried, a silent server is given up on after 3
-    attempts of QUICK_IDLE_TIMEOUT_S (a listing never waits that long for
-    a server that works)."""
+    """Flags, after global_args, for a job's side runs (usage's listing, a
+    sync's pruning of old versions): a flaky moment is retried, a silent
+    server is given up on after 3 attempts of QUICK_IDLE_TIMEOUT_S (no
+    request to a server that works waits that long)."""
     return ["--timeout", f"{QUICK_IDLE_TIMEOUT_S}s", "--retries", "1", "--low-level-retries", "3"]
 
 

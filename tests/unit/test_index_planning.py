@@ -3,12 +3,18 @@ reads, the files-from list it writes, and an index that cannot be trusted
 (dirty, another place, tampered with) meaning a full sync."""
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
 from anemoned.remote_index import Changes, IndexDb, confirmed_entries, diff
 from anemoned.store import Store
+from anemoned.sync_job import record
+from anemoned.sync_outcome import SyncResult
+from anemoned.users import LocalUser, SyncPlan
 from anemoned.sync_argv import files_from
 from anemoned.usertree import TreeScan, listing
 
@@ -88,3 +94,31 @@ def test_an_index_is_used_only_clean_for_its_place_and_untampered(tmp_path):
     assert db.dirty_users("d") == {"alice"}
     store.delete_destination("d")
     assert db.load("d", ["alice"], "p") == {"alice": "no index yet"}
+
+
+def test_a_crash_while_a_sync_is_recorded_leaves_its_users_to_a_full_sync(tmp_path, monkeypatch):
+    """The users' states are written before their index, whose save
+    clears the dirty mark. A crash at the first write (here: it raises)
+    must leave the mark; the other way round, a clean index beside the
+    old fingerprint made a tree put back as it was count as unchanged."""
+    store = Store(tmp_path / "state.db")
+    db = IndexDb(store.path)
+    db.mark_dirty("d", ["alice"], "p")
+    scan = scan_of(b"1 1000 f 5 1700000001.0 2 2049 a.txt")
+    scan = replace(scan, fingerprint="after")
+    alice = LocalUser("alice", tmp_path / "alice/backup", None, scan=scan)
+    plan = SyncPlan(included=[alice], unchanged=[], skipped={}, stalled={}, synced={"alice"})
+    result = SyncResult(True, None, {"alice": {"status": "succeeded"}}, confirmed={"alice": {"a.txt": 5}})
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("the daemon dies here")
+    monkeypatch.setattr(Store, "save_user_states", crash)
+    with pytest.raises(RuntimeError):
+        asyncio.run(record(store, db, "d", "p", plan, result, {"alice": listing(scan)}, {}, datetime.now(timezone.utc),
+                           {"alice": "first sync to this place"}, {}))
+    assert db.dirty_users("d") == {"alice"}
+    monkeypatch.undo()
+    asyncio.run(record(store, db, "d", "p", plan, result, {"alice": listing(scan)}, {}, datetime.now(timezone.utc),
+                       {"alice": "first sync to this place"}, {}))
+    assert db.dirty_users("d") == set() and db.load("d", ["alice"], "p") == {"alice": {"a.txt": (5, 1700000001)}}
+    assert store.user_states("d")["alice"]["fingerprint"] == "after"
