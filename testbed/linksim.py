@@ -11,7 +11,8 @@ Each direction is one link shared by every connection through the proxy,
 modelled as a FIFO wire: a chunk that arrives at time t starts on the wire
 when the wire is free, takes len/bytes_per_s to send, and arrives its
 direction's one-way delay after that (delay_s; from the target back,
-return_delay_s when given). So a request/response pays 2 x delay_s, and all connections
+return_delay_s when given). So a request/response pays delay_s plus the
+return delay (2 x delay_s by default), and all connections
 together get bytes_per_s each way, like a real access link. What a
 direction may hold in flight is bounded (a real link's buffer): beyond it
 the proxy stops reading, so senders feel back-pressure through TCP.
@@ -130,11 +131,15 @@ class LinkSim:
     def resume(self) -> None:
         self._call(lambda: self._set_running(True))
 
-    def configure(self, delay_s: float | None = None, bytes_per_s: float | None = None) -> None:
-        """Change the delay and/or the cap (both directions) from now on."""
+    def configure(self, delay_s: float | None = None, bytes_per_s: float | None = None,
+                  return_delay_s: float | None = None) -> None:
+        """Change the delays and/or the cap from now on: delay_s both ways
+        unless return_delay_s is given for the way back; the cap both ways."""
+        back = delay_s if return_delay_s is None else return_delay_s
+
         def apply() -> None:
-            for d in (self.up, self.down):
-                d.configure(d.delay_s if delay_s is None else delay_s,
+            for d, delay in ((self.up, delay_s), (self.down, back)):
+                d.configure(d.delay_s if delay is None else delay,
                             d.bytes_per_s if bytes_per_s is None else bytes_per_s)
         self._call(apply)
 

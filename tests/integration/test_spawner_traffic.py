@@ -128,7 +128,9 @@ def test_a_reader_asked_for_after_the_spawner_died_is_refused_not_a_crashed_thre
         relay = subprocess.run([sys.executable, "-I", "-S", attach.RELAY, str(server.sock_path), grant.token],
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         assert relay.returncode == 1
-        time.sleep(0.2)  # the attach thread's end, after its answer
+        deadline = time.monotonic() + 30  # the attach thread ends after its answer
+        while any(t.name == "attach-conn" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert uncaught == []
     finally:
         threading.excepthook = hook
