@@ -62,10 +62,12 @@ def listing(scan: TreeScan) -> Listing:
     line break (or a carriage return, which rclone's line reader drops) or
     one that is not UTF-8 cannot be written one per line in a files-from
     list, nor matched against rclone's JSON log: such a tree is only ever
-    synced in full."""
+    synced in full. So is one the scanner could not wholly read: what it
+    left out would look deleted (a full sync's rclone meets the same error
+    and deletes nothing)."""
     files: dict[str, tuple[int, int]] = {}
     dirs: set[str] = set()
-    unlistable = None
+    unlistable = f"part of backup/ could not be read ({scan.unreadable})" if scan.unreadable else None
     records = scan.raw.split(b"\0")
     for rec in records[1:]:  # the first is backup/ itself
         parts = rec.split(b" ", 7)

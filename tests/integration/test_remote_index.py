@@ -9,6 +9,7 @@ full sync every `full_sync_every` days; an incremental sync lists no
 remote directory."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from datetime import datetime, timedelta
@@ -198,3 +199,34 @@ def test_an_incremental_sync_lists_no_remote_directory(make_daemon, sshd):
         unlistable.chmod(0o755)
     assert tree(remote / "backup/alice") == tree(a)
     assert (remote / "versions" / job["stats"]["versions_folder"] / "alice/docs/a.txt").read_text() == "alice a.txt\n"
+
+
+def test_a_folder_its_owner_can_no_longer_read_is_not_taken_for_deleted(make_daemon, sshd):
+    """The scanner lists a tree with its owner's rights: a folder the owner
+    can no longer read (root's, 0700) is left out of the listing, and an
+    incremental sync would take its files for deleted and move them out of
+    backup/ (or delete them, versions off) while they are still there. Such
+    a tree is synced in full: rclone meets the same error and deletes
+    nothing."""
+    daemon = make_daemon()
+    sshd.authorize(daemon.ctl_json("key", "generate")["public_key"])
+    remote = sshd.remote_dir("dest0")
+    daemon.add_destination("d0", sshd, remote)
+    a = daemon.users_dir / "alice/backup"
+    for rel in ("priv/p1.txt", "priv/p2.txt", "open.txt"):
+        write(a / rel, f"alice {rel}\n", 1_700_000_000)
+    sync(daemon)
+    owner = (a / "priv").stat()
+    os.chown(a / "priv", 0, 0)
+    (a / "priv").chmod(0o700)
+    try:
+        write(a / "open.txt", "alice open.txt, changed\n", 1_700_000_100)
+        job = sync(daemon, expect=1)
+    finally:
+        os.chown(a / "priv", owner.st_uid, owner.st_gid)
+        (a / "priv").chmod(0o755)
+    assert job["stats"]["sync_modes"]["alice"].startswith("full: part of backup/ could not be read"), job
+    assert (remote / "backup/alice/priv/p1.txt").read_text() == "alice priv/p1.txt\n"
+    assert (remote / "backup/alice/priv/p2.txt").read_text() == "alice priv/p2.txt\n"
+    assert (remote / "backup/alice/open.txt").read_text() == "alice open.txt, changed\n"
+    assert not (remote / "versions").exists() or not list((remote / "versions").rglob("p*.txt"))
