@@ -2,6 +2,8 @@
 against the real sshd, rclone and daemon."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sqlite3
 
@@ -134,3 +136,24 @@ def test_versions_past_keep_versions_days_are_pruned_and_nothing_else(daemon: Da
     assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
     assert sorted(p.name for p in (remote / "versions").iterdir()) == ["not-ours"]
     assert "old versions removed dest=d folder=2020-01-01T000000Z" in daemon.log_text()
+
+
+def test_a_name_with_a_line_break_cannot_speak_for_another_users_files(synced):
+    """rclone md5sum prints names as they are (on the server, where names
+    keep every character). alice names a folder so that its file's line
+    breaks early (U+2028: Python's splitlines() ends a line there) and the
+    rest reads as a line for bob's file, with that file's right md5: bob's
+    file, lost on the server, must still be reported missing (it passed as
+    the same), and alice's trick is hers alone to see."""
+    daemon, remote = synced
+    bob_file = daemon.users_dir / "bob/backup/x.bin"
+    # a folder "z\u2028<md5>  bob" holding x.bin: the line "<hash>  alice/z\u2028<md5>  bob/x.bin"
+    folder = daemon.users_dir / "alice/backup" / f"z\u2028{hashlib.md5(bob_file.read_bytes()).hexdigest()}  bob"
+    folder.mkdir()
+    (folder / "x.bin").write_text("alice's own")
+    assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
+    (remote / "backup/bob/x.bin").unlink()  # lost on the server
+    res = daemon.ctl("verify", "d", "--wait", "--json")
+    job = json.loads(res.stdout)
+    assert job["state"] == "failed", job
+    assert job["stats"]["users"]["bob"]["missing_files"] == ["bob/x.bin"], job["stats"]["users"]["bob"]
