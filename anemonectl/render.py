@@ -156,8 +156,8 @@ def job(j: dict[str, Any]) -> str:
             lines.append(f"  {st['checks']} files compared ({st.get('method')}): {st.get('differ', 0)} differ, "
                          f"{st.get('missing', 0)} missing on the server, {st.get('extra', 0)} extra on the server")
         for name, u in sorted((st.get("users") or {}).items()):
-            if u.get("error"):
-                lines.append(f"  {name}: {u['status']}: {u['error']}")
+            if u.get("error") or u.get("warning"):
+                lines.append(f"  {name}: {u['status']}: {u.get('error') or u.get('warning')}")
             for label, key in (("differs", "differing_files"), ("missing", "missing_files")):
                 for f in u.get(key, []):
                     lines.append(f"  {label}: {f}")

@@ -85,6 +85,10 @@ async def _verify(run: JobRun) -> JobOutcome:
         problems.append(f"{t['missing']} file(s) missing on the server: {', '.join(names[:5])}")
     if t["error"]:
         problems.append(f"{t['error']} file(s) could not be compared")
+    for user in found:  # not verified, said so, as a sync says it skipped them
+        if user.problem is not None and not user.stalled:
+            stats["users"][user.name] = {"status": "skipped", "warning": user.problem}
+            log.note("user skipped", user=user.name, reason=user.problem)
     stalled = {**{u.name: u.problem or "" for u in found if u.stalled}, **hashing_stalled}
     for name, why in stalled.items():  # not verified, said so
         stats["users"][name] = {"status": "stalled", "error": why}

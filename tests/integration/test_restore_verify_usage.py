@@ -157,3 +157,17 @@ def test_a_name_with_a_line_break_cannot_speak_for_another_users_files(synced):
     job = json.loads(res.stdout)
     assert job["state"] == "failed", job
     assert job["stats"]["users"]["bob"]["missing_files"] == ["bob/x.bin"], job["stats"]["users"]["bob"]
+
+
+def test_verify_names_the_users_it_could_not_verify(synced):
+    """A user whose tree has a problem (here: emptied) is not compared,
+    and the job says so per user, as a sync does, instead of leaving them
+    out of its report."""
+    daemon, _ = synced
+    (daemon.users_dir / "bob/backup/x.bin").unlink()
+    job = daemon.ctl_json("verify", "d", "--wait")
+    assert job["state"] == "succeeded", job
+    assert job["stats"]["users"]["alice"]["status"] == "succeeded"
+    assert job["stats"]["users"]["bob"]["status"] == "skipped" and job["stats"]["users"]["bob"]["warning"], job
+    shown = daemon.ctl("job", "show", str(job["id"])).stdout
+    assert f"bob: skipped: {job['stats']['users']['bob']['warning']}" in shown, shown
