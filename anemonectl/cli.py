@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(as_json: bool, code: int, message: str, error: dict[str, Any] | None = None) -> int:
-    print(f"anemonectl: {message}", file=sys.stderr)
+    print(f"anemonectl: {render.terminal_safe(message)}", file=sys.stderr)
     if as_json:
         print(json.dumps({"error": error or {"message": message}}))
     return code

@@ -12,6 +12,7 @@ from anemoned.protocol import methods as m
 from anemoned.protocol.fields import encode
 
 from .client import Client
+from .render import terminal_safe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 
@@ -50,6 +51,6 @@ class Ctl:
         else:
             text = human(obj)
             if text:
-                print(text)
+                print(terminal_safe(text))
 
 

@@ -5,6 +5,15 @@ import time
 from typing import Any, TextIO
 
 
+def terminal_safe(text: str) -> str:
+    """Text for a terminal: control characters other than newline and tab
+    (C0, DEL, C1: escape sequences that could clear the screen, retitle
+    the window or fake output) shown as \\xNN. Names and error messages
+    come from users' files and from the server."""
+    return "".join(c if c in "\n\t" or not (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0) else f"\\x{ord(c):02x}"
+                   for c in text)
+
+
 def size(n: int | float | None) -> str:
     if n is None:
         return "-"

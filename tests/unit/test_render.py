@@ -3,6 +3,7 @@ otherwise."""
 import io
 
 from anemonectl import render
+from anemonectl.ctl import Ctl
 
 JOB = {"id": 7, "state": "running", "progress": {"bytes": 512 * 1024, "total_bytes": 1024 * 1024, "files": 3,
                                                  "total_files": 10, "speed": 2048, "eta_s": 4, "current_user": "alice"}}
@@ -71,3 +72,14 @@ def test_jobs_render_whatever_their_kind_recorded():
         "users": {"alice": {"status": "failed", "files_transferred": 0, "bytes_transferred": 0, "files_deleted": 0,
                             "warning": None, "error": "x.txt: permission denied"}}}})
     assert "x.txt: permission denied" in sync
+
+
+def test_names_and_messages_reach_a_terminal_without_their_control_characters(capsys):
+    """A file name a user chose, or an error a server sent, printed as
+    they are could clear the operator's screen, retitle the window or
+    fake lines of output; every human answer is printed through
+    terminal_safe (JSON escapes them itself)."""
+    assert render.terminal_safe("a\x1b[2J\x07b\n\tc\x9bd\x7fé") == "a\\x1b[2J\\x07b\n\tc\\x9bd\\x7fé"
+    Ctl(None, as_json=False).emit({}, lambda _: "missing: alice/x\x1b]0;owned\x07\nnext")  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert out == "missing: alice/x\\x1b]0;owned\\x07\nnext\n"
