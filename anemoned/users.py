@@ -138,6 +138,10 @@ def unchanged(user: LocalUser, state: UserState | None, remote_path: str, full_e
     return now - datetime.fromisoformat(state.full_at) < full_every
 
 
+#: what an empty tree says of itself; --allow-empty mirrors only these
+EMPTY_ON_PURPOSE = ("no backup/ directory", "backup/ is empty")
+
+
 def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterable[str],
               allow_empty: Iterable[str] = (), states: dict[str, UserState] | None = None, *,
               remote_path: str = "", full: bool = True, full_every: timedelta = timedelta(days=7),
@@ -172,16 +176,20 @@ def make_plan(users: list[LocalUser], warnings: list[str], remote_users: Iterabl
                 same.append(user)
             else:
                 included.append(user)
-        elif user.name in allowed:
+        elif user.name in allowed and user.problem in EMPTY_ON_PURPOSE:
             continue  # mirrored as empty: the sync removes the remote copy
         elif user.name in remote:
             skipped[user.name] = f"{user.problem}; the remote copy is kept as it is"
-        elif user.problem not in ("no backup/ directory", "backup/ is empty"):
+        elif user.problem not in EMPTY_ON_PURPOSE:
             skipped[user.name] = user.problem
     local_names = {u.name for u in users}
     for name in sorted(remote - local_names - allowed):
         if safe_user_name(name):
             skipped[name] = "no such user directory any more; the remote copy is kept as it is"
-    synced = {u.name for u in included if u.problem is None} | {n for n in allowed if safe_user_name(n)}
+    # Allowed to become empty only when that is what the tree says: never a
+    # tree that could not be read, has another owner or stalled its scan.
+    unsure = set(stalled) | {u.name for u in users if u.problem is not None and u.problem not in EMPTY_ON_PURPOSE}
+    synced = {u.name for u in included if u.problem is None} | {n for n in allowed if safe_user_name(n)
+                                                                 and n not in unsure}
     included = [u for u in included if u.problem is None]
     return SyncPlan(included, same, skipped, stalled, synced, list(warnings))

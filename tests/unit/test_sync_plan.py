@@ -234,3 +234,17 @@ def test_a_jobs_progress_adds_up_its_runs_and_an_ended_run_has_no_speed():
     total = total_progress([ended, going], going)
     assert total == {"bytes": 150, "total_bytes": 300, "files": 3, "total_files": 6, "checks": 4, "speed": 25,
                      "eta_s": 6, "current_user": "bob"}
+
+
+def test_allow_empty_never_mirrors_a_tree_that_is_not_known_to_be_empty():
+    """`sync --allow-empty bob` says bob's empty tree is meant; a tree that
+    could not be read, is a symbolic link or stalled its scan says nothing
+    of the kind, and its remote copy is kept (it was mirrored as empty:
+    moved into versions/, or deleted with versions off)."""
+    stalled = LocalUser("carol", Path("/users/carol/backup"), "backup/ could not be scanned: no answer", None, None,
+                        stalled=True)
+    users = [u("alice"), u("bob", "backup/ is empty"), u("erin", "backup/ is a symbolic link; it is not followed"),
+             stalled]
+    plan = make_plan(users, [], remote_users=["bob", "carol", "erin"], allow_empty=["bob", "carol", "erin"])
+    assert plan.synced == {"alice", "bob"}
+    assert "symbolic link" in plan.skipped["erin"] and "carol" in plan.stalled
