@@ -5,26 +5,25 @@ comes of comparing them. The job itself is verify_job.py.
 """
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 from typing import Any
 
 from . import rclone
 from .joblog import JobLog
+from .sync_argv import include_rules
 from .userproc import output_of
 from .users import LocalUser
 
 #: Names listed per user and category in the job's stats (counts are exact).
 NAMES_KEPT = 50
-#: The server's md5sum runs (one per user) going on at once.
-REMOTE_RUNS_AT_ONCE = 4
 
 
 def parse_sums(text: str, prefix_user: str | None = None) -> dict[str, str]:
     """`rclone md5sum` output ("HASH  path" lines) -> path -> hash; with
-    prefix_user, paths get "user/" in front. Lines end at "\n" only (a name
-    may hold U+2028 and the like). rclone prints names as they are: a name
-    with a line break ends its line early and makes the rest a line of its
-    own, which is why each run covers one user's files only."""
+    prefix_user, paths get "user/" in front. Lines end at "\n" only: a name
+    may hold U+2028 and the like, which rclone prints as they are, and
+    splitlines() ended a line there, making the rest of the name a line of
+    its own (one user's folder could speak for another user's file)."""
     out: dict[str, str] = {}
     for line in text.split("\n"):
         digest, sep, path = line.partition("  ")
@@ -90,28 +89,22 @@ async def local_sums(binary: str, user: LocalUser, idle_timeout_s: float) -> tup
     return parse_sums(out.decode(errors="replace"), user.name), errors
 
 
-async def remote_sums(binary: str, env: dict[str, str], remote_path: str, names: list[str], download: bool,
-                      log: JobLog | None) -> tuple[dict[str, str], rclone.RcloneResult]:
-    """The server's md5 of each named user's files: one rclone per user,
-    rooted at that user's directory, REMOTE_RUNS_AT_ONCE at a time, so that
-    no line can speak for another user's files (a user's file named
-    "x\n<md5>  bob/report.pdf" made, in one run over all of them, a line
-    for bob's report). A user with no directory on the server has no sums
-    (their files are missing); the result is the first failed run's status
-    with every run's records."""
-    gate = asyncio.Semaphore(REMOTE_RUNS_AT_ONCE)
-
-    async def one(name: str) -> rclone.RcloneResult:
-        async with gate:
-            return await rclone.run(binary, ["md5sum", rclone.dest_path(remote_path, "backup", name),
-                                             *rclone.global_args("NOTICE"), *(["--download"] if download else [])],
-                                    env, on_record=log.write if log else None, capture_stdout=True)
-    results = await asyncio.gather(*(one(name) for name in names))
-    sums: dict[str, str] = {}
-    for name, result in zip(names, results):
-        sums.update(parse_sums(result.stdout.decode(errors="replace"), name))
-    failed = [r for r in results if not r.ok and r.returncode != rclone.EXIT_DIR_NOT_FOUND]
-    return sums, rclone.RcloneResult(failed[0].returncode if failed else 0, [rec for r in results for rec in r.records])
+async def remote_sums(binary: str, env: dict[str, str], remote_path: str, names: list[str], work_dir: Path,
+                      job_id: int, download: bool, log: JobLog | None) -> tuple[dict[str, str], rclone.RcloneResult]:
+    """The server's md5 of the named users' files, in one run. rclone
+    prints a name's control characters as symbols (a line break as U+240A),
+    so only parse_sums' line ends could split a name, and they are "\n"
+    alone (tests/integration/test_restore_verify_usage.py names folders
+    to forge a line for another user's file both ways)."""
+    filters = work_dir / f"job-{job_id}.verify-filter"
+    filters.write_text(include_rules(names))
+    try:
+        args = ["md5sum", rclone.dest_path(remote_path, "backup"), *rclone.global_args("NOTICE"),
+                "--filter-from", str(filters), *(["--download"] if download else [])]
+        result = await rclone.run(binary, args, env, on_record=log.write if log else None, capture_stdout=True)
+    finally:
+        filters.unlink(missing_ok=True)
+    return parse_sums(result.stdout.decode(errors="replace")), result
 
 
 def no_hash(result: rclone.RcloneResult) -> bool:

@@ -51,7 +51,7 @@ async def _verify(run: JobRun) -> JobOutcome:
             local_errors[user.name] = errors
     download = bool(run.options.get("download")) or run.dest.verify_download
     remote, result = await remote_sums(ctx.binary, run.env, run.dest.remote_path, [u.name for u in users],
-                                       download, None if not download else log)
+                                       ctx.config.tmp_dir, ctx.job.id, download, None if not download else log)
     if not download:  # the first try's records: its errors are no failure when the server cannot hash
         for record in result.records:
             log.write(record if not no_hash(result) else {**record, "level": "notice"})
@@ -59,7 +59,7 @@ async def _verify(run: JobRun) -> JobOutcome:
         log.note("the server cannot hash: comparing by downloading")
         download = True  # the server cannot hash: compare by downloading
         remote, result = await remote_sums(ctx.binary, run.env, run.dest.remote_path, [u.name for u in users],
-                                           download, log)
+                                           ctx.config.tmp_dir, ctx.job.id, download, log)
     if not result.ok:
         messages = rclone.messages_of(result)
         return JobOutcome(JobState.FAILED, rclone.failure_message(rclone.classify(messages), messages,

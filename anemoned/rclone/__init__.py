@@ -22,9 +22,9 @@ from __future__ import annotations
 from .argv import (DEST_REMOTE, OPENSSH_UPLOAD_CHUNK, QUICK_IDLE_TIMEOUT_S, SRC_REMOTE, SftpAccess, base_env,
                    dest_path, global_args, job_retry_args, option_env, quick_args, sftp_options, space_list,
                    upload_chunk_size)
-from .failures import (AUTH_FAILED, DISK_FULL, EXIT_DIR_NOT_FOUND, HOST_KEY_MISMATCH, HOST_KEY_UNKNOWN,
-                       PATH_MISSING, PATH_NOT_WRITABLE, SESSION_REFUSED, TIMEOUT, UNKNOWN, UNREACHABLE, FailureClass,
-                       classify, error_messages, failure_message, messages_of)
+from .failures import (AUTH_FAILED, DISK_FULL, HOST_KEY_MISMATCH, HOST_KEY_UNKNOWN, PATH_MISSING, PATH_NOT_WRITABLE,
+                       SESSION_REFUSED, TIMEOUT, UNKNOWN, UNREACHABLE, FailureClass, classify, error_messages,
+                       failure_message, messages_of)
 from .runner import (DIE_WITH_PARENT, LINE_LIMIT, REDACTED, SECRET_OPTIONS, RcloneResult, obscure, parse_log_line,
                      redact, run, secret_values, stop)
 from .settle import Settlement, settles_clean
@@ -32,7 +32,7 @@ from .settle import Settlement, settles_clean
 __all__ = [
     "DEST_REMOTE", "OPENSSH_UPLOAD_CHUNK", "QUICK_IDLE_TIMEOUT_S", "SRC_REMOTE", "SftpAccess", "base_env", "dest_path",
     "global_args", "job_retry_args", "option_env", "quick_args", "sftp_options", "space_list", "upload_chunk_size",
-    "AUTH_FAILED", "DISK_FULL", "EXIT_DIR_NOT_FOUND", "HOST_KEY_MISMATCH", "HOST_KEY_UNKNOWN", "PATH_MISSING", "PATH_NOT_WRITABLE",
+    "AUTH_FAILED", "DISK_FULL", "HOST_KEY_MISMATCH", "HOST_KEY_UNKNOWN", "PATH_MISSING", "PATH_NOT_WRITABLE",
     "SESSION_REFUSED", "TIMEOUT", "UNKNOWN", "UNREACHABLE", "FailureClass", "classify", "error_messages",
     "failure_message", "messages_of",
     "DIE_WITH_PARENT", "LINE_LIMIT", "REDACTED", "SECRET_OPTIONS", "RcloneResult", "obscure", "parse_log_line",

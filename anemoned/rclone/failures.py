@@ -44,9 +44,6 @@ PATH_NOT_WRITABLE = FailureClass.PATH_NOT_WRITABLE
 DISK_FULL = FailureClass.DISK_FULL
 UNKNOWN = FailureClass.UNKNOWN
 
-#: rclone's exit status for a directory that is not there (its documented exit codes)
-EXIT_DIR_NOT_FOUND = 3
-
 #: Ordered: the first class whose needle appears wins. Needles are exact
 #: fragments of rclone's (Go's ssh and sftp packages') messages; a
 #: fragment that could mean several things (Go's bare "EOF", a generic

@@ -139,18 +139,20 @@ def test_versions_past_keep_versions_days_are_pruned_and_nothing_else(daemon: Da
 
 
 def test_a_name_with_a_line_break_cannot_speak_for_another_users_files(synced):
-    """rclone md5sum prints names as they are (on the server, where names
-    keep every character). alice names a folder so that its file's line
-    breaks early (U+2028: Python's splitlines() ends a line there) and the
-    rest reads as a line for bob's file, with that file's right md5: bob's
-    file, lost on the server, must still be reported missing (it passed as
-    the same), and alice's trick is hers alone to see."""
+    """alice names folders so that, in the server's md5sum output for
+    every user at once, her file's line would break early and the rest
+    read as a line for bob's file, with that file's right md5: after
+    U+2028 (rclone prints it as it is; Python's splitlines() ended a line
+    there, and bob's file, lost on the server, passed as the same), and
+    after a real line break (rclone prints it as U+240A: should it ever
+    print it as it is, this fails). bob's file must be reported missing."""
     daemon, remote = synced
     bob_file = daemon.users_dir / "bob/backup/x.bin"
-    # a folder "z\u2028<md5>  bob" holding x.bin: the line "<hash>  alice/z\u2028<md5>  bob/x.bin"
-    folder = daemon.users_dir / "alice/backup" / f"z\u2028{hashlib.md5(bob_file.read_bytes()).hexdigest()}  bob"
-    folder.mkdir()
-    (folder / "x.bin").write_text("alice's own")
+    md5 = hashlib.md5(bob_file.read_bytes()).hexdigest()
+    for brk in ("\u2028", "\n"):  # folder "z<break><md5>  bob" holding x.bin: "<hash>  alice/z<break><md5>  bob/x.bin"
+        folder = daemon.users_dir / "alice/backup" / f"z{brk}{md5}  bob"
+        folder.mkdir()
+        (folder / "x.bin").write_text("alice's own")
     assert daemon.ctl_json("sync", "d", "--wait")["state"] == "succeeded"
     (remote / "backup/bob/x.bin").unlink()  # lost on the server
     res = daemon.ctl("verify", "d", "--wait", "--json")
